@@ -1,0 +1,9 @@
+"""Root pytest configuration: tests and nbval run in the `smoke` profile with no network and no display."""
+
+import os
+
+os.environ.setdefault("LABSUPPORT_PROFILE", "smoke")
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,0 +1,5 @@
+import sys
+
+from labsupport.runner import main
+
+sys.exit(main())

