@@ -95,7 +95,17 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default 1800)")
     run.add_argument("--notebooks", type=Path, default=REPO / "notebooks", help=argparse.SUPPRESS)
     run.add_argument("--out", type=Path, default=Path("build/run"), help="where executed copies go")
+    ref = sub.add_parser("refresh", help="(contributors) execute notebooks in smoke, keep only checked outputs")
+    ref.add_argument("labs", nargs="*", help="lab numbers (default: all)")
+    ref.add_argument("--notebooks", type=Path, default=REPO / "notebooks", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.command == "refresh":
+        from labsupport.nbtools import refresh
+
+        for path in find_labs(args.notebooks, args.labs or None):
+            print(f"[labsupport] refreshing {path.name} in smoke ...", flush=True)
+            refresh(path)
+        return 0
 
     profile, why = runtime.resolve_profile(args.profile)
     labs = find_labs(args.notebooks, args.labs.split(",") if args.labs else None)

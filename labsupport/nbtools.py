@@ -1,0 +1,71 @@
+"""Notebook housekeeping for contributors: ``python -m labsupport refresh NN`` executes a solution
+notebook in the smoke profile and keeps only the outputs nbval compares (cells marked
+``# NBVAL_CHECK_OUTPUT``); everything else, and all widget state, is stripped so commits carry no
+volatile output."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+
+
+def is_checked(cell) -> bool:
+    return cell.cell_type == "code" and CHECK_MARK in cell.source
+
+
+def strip_volatile(nb):
+    """Clear outputs of unchecked cells, execution counts, and widget/volatile metadata (in place)."""
+    nb.metadata.pop("widgets", None)
+    for key in ("signature",):
+        nb.metadata.pop(key, None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("collapsed", None)
+        if cell.cell_type != "code":
+            continue
+        cell.execution_count = None
+        if not is_checked(cell):
+            cell.outputs = []
+        else:
+            for out in cell.outputs:
+                if "execution_count" in out:
+                    out["execution_count"] = None
+                out.get("metadata", {}).clear() if isinstance(out.get("metadata"), dict) else None
+    return nb
+
+
+def volatile_problems(nb) -> list[str]:
+    """What `strip_volatile` would remove (used by a test to keep committed notebooks clean)."""
+    problems = []
+    if "widgets" in nb.metadata:
+        problems.append("notebook metadata holds widget state")
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and cell.outputs and not is_checked(cell):
+            problems.append(f"cell {i} has outputs but is not marked {CHECK_MARK}")
+        if cell.cell_type == "code" and cell.execution_count is not None:
+            problems.append(f"cell {i} has an execution count")
+    return problems
+
+
+def refresh(path: Path, timeout: int = 600) -> None:
+    """Execute `path` in the smoke profile and write it back with only checked outputs kept."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from labsupport.io import atomic_path
+
+    nb = nbformat.read(path, as_version=4)
+    env_before = dict(os.environ)
+    os.environ.update(LABSUPPORT_PROFILE="smoke", MPLBACKEND="Agg")
+    os.environ.pop("LABSUPPORT_RESULTS", None)
+    try:
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    strip_volatile(nb)
+    with atomic_path(path) as tmp:
+        nbformat.write(nb, tmp)
