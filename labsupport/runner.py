@@ -82,7 +82,7 @@ def format_table(rows: list[LabResult]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
-    lines += [fmt.format(*row) for row in body]
+    lines += [fmt.format(*row).rstrip() for row in body]
     return "\n".join(lines)
 
 

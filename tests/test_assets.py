@@ -1,0 +1,124 @@
+import datasets
+import pytest
+import torch
+
+from labsupport import assets, fixtures
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABSUPPORT_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def test_unknown_asset_lists_known_names():
+    with pytest.raises(KeyError, match="gpt2.*imdb"):
+        assets.load_causal_lm("gpt-5")
+
+
+def test_kind_mismatch_is_explained():
+    with pytest.raises(KeyError, match="is a dataset, not a model"):
+        assets.model_source("imdb")
+    with pytest.raises(KeyError, match="is a model, not a dataset"):
+        assets.load_dataset("gpt2")
+
+
+def test_registry_has_a_source_for_every_profile():
+    for asset in assets.REGISTRY.values():
+        assert asset.full and asset.smoke, asset.name
+        assert hasattr(asset, "offline")
+
+
+def test_full_profile_points_at_hub_ids():
+    assert assets.model_source("gpt2", "full") == "gpt2"
+    assert assets.model_source("gpt-neo-125M", "full") == "EleutherAI/gpt-neo-125M"
+
+
+def test_smoke_models_are_seeded_and_built_through_from_pretrained(private_cache, tmp_path, monkeypatch):
+    from transformers import GPT2LMHeadModel
+
+    m1 = assets.load_causal_lm("gpt2", profile="smoke")
+    assert isinstance(m1, GPT2LMHeadModel)
+    assert (private_cache / "smoke" / assets.SMOKE_VERSION / "gpt2" / "config.json").exists()
+    monkeypatch.setenv("LABSUPPORT_CACHE", str(tmp_path / "other"))  # a fresh build elsewhere ...
+    m2 = assets.load_causal_lm("gpt2", profile="smoke")
+    for (n, a), (_, b) in zip(m1.state_dict().items(), m2.state_dict().items()):
+        assert torch.equal(a, b), n  # ... gives the same weights
+
+
+def test_smoke_build_does_not_disturb_global_rng(private_cache):
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    assets.load_causal_lm("gpt-neo-125M", profile="smoke")
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_smoke_tokenizer_is_real_gpt2_bpe():
+    tok = assets.load_tokenizer("gpt2", profile="smoke")
+    assert len(tok) == 50257 and tok.eos_token == "<|endoftext|>"
+    assert tok.encode("Hello world") == [15496, 995]  # GPT-2's ids
+
+
+def test_smoke_bert_returns_attentions(private_cache):
+    tok = assets.load_tokenizer("bert-base-uncased", profile="smoke")
+    model = assets.load_model("bert-base-uncased", profile="smoke", attn_implementation="eager")
+    enc = tok("I will go for a run and will jump into a lake.", return_tensors="pt")
+    assert tok.unk_token_id not in enc["input_ids"][0].tolist()  # its vocab covers the lab's sentence
+    out = model(**enc, output_attentions=True)
+    T = enc["input_ids"].shape[1]
+    assert len(out.attentions) == 2 and out.attentions[0].shape == (1, 4, T, T)
+    assert torch.allclose(out.attentions[0].sum(-1), torch.ones(1, 4, T), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name,split,columns",
+    [
+        ("poem_sentiment", "validation", ["id", "verse_text", "label"]),
+        ("imdb", "test", ["text", "label"]),
+        ("sst2", "validation", ["idx", "sentence", "label"]),
+        ("wikitext-2", "train", ["text"]),
+    ],
+)
+def test_smoke_datasets_have_real_schema(name, split, columns):
+    ds = assets.load_dataset(name, split, profile="smoke")
+    assert isinstance(ds, datasets.Dataset) and ds.column_names == columns and len(ds) > 0
+    stream = assets.load_dataset(name, split, streaming=True, profile="smoke")
+    assert isinstance(stream, datasets.IterableDataset)
+    assert next(iter(stream)) == ds[0]
+
+
+def test_label_names_match_the_hub_datasets():
+    assert fixtures.smoke_sst2("train").features["label"].names == ["negative", "positive"]
+    assert fixtures.smoke_imdb("train").features["label"].names == ["neg", "pos"]
+    names = fixtures.smoke_poem_sentiment("train").features["label"].names
+    assert names == ["negative", "positive", "no_impact", "mixed"]
+
+
+def test_fixtures_are_deterministic_and_splits_differ():
+    a, b = fixtures.smoke_sst2("train"), fixtures.smoke_sst2("train")
+    assert a["sentence"] == b["sentence"]
+    assert a["sentence"][:20] != fixtures.smoke_sst2("validation")["sentence"][:20]
+
+
+def test_sentiment_fixture_is_learnable():
+    # every labelled sentence carries a word from its class's list: a lexicon rule gets them all right
+    ds = fixtures.smoke_sst2("validation")
+    pos = set(fixtures.POSITIVE)
+    pred = [int(any(w in pos for w in s.split())) for s in ds["sentence"]]
+    assert pred == ds["label"]
+    assert 0.3 < sum(ds["label"]) / len(ds) < 0.7
+
+
+def test_unknown_split_is_explained():
+    with pytest.raises(ValueError, match="splits: train, validation, test"):
+        assets.load_dataset("sst2", "dev", profile="smoke")
+
+
+def test_offline_without_source_falls_back_to_smoke_loudly(monkeypatch):
+    monkeypatch.setitem(
+        assets.REGISTRY, "imdb", assets.Asset("imdb", "dataset", "stanfordnlp/imdb",
+                                              assets.Offline("no-such-pkg==1.0", "no_such_pkg_xyz"), "generated")
+    )
+    with pytest.warns(UserWarning, match="no-such-pkg==1.0.*not installed"):
+        assert assets.source_profile("imdb", "offline") == "smoke"
