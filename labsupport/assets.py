@@ -48,6 +48,8 @@ REGISTRY: dict[str, Asset] = {
     for a in [
         Asset("gpt2-tokenizer", "tokenizer", "gpt2", VENDORED_BPE, VENDORED_BPE, "GPT-2 byte-level BPE"),
         Asset("gpt2", "model", "gpt2", None, "tiny random GPT-2 (2 layers, 32 dims)", "GPT-2 small (124M)"),
+        Asset("causal-lm", "model", "gpt2", None, "tiny random GPT-2 (2 layers, 32 dims)",
+              "the pretrained causal LM a lab prompts or fine-tunes (any architecture; load with Auto classes)"),
         Asset("gpt-neo-125M", "model", "EleutherAI/gpt-neo-125M", None, "tiny random GPT-Neo (2 layers)",
               "GPT-Neo 125M"),
         Asset("bert-base-uncased", "model", "bert-base-uncased", None, "tiny random BERT, own WordPiece vocab",
@@ -106,7 +108,7 @@ def load_tokenizer(name: str, profile: str | None = None, **kwargs: Any):
 
     asset = get_asset(name)
     prof = source_profile(name, profile)
-    if name == "gpt2-tokenizer" or (prof == "smoke" and name in ("gpt2", "gpt-neo-125M")):
+    if name == "gpt2-tokenizer" or (prof == "smoke" and name in ("gpt2", "causal-lm", "gpt-neo-125M")):
         from labsupport.bpe import hf_gpt2_tokenizer
 
         return hf_gpt2_tokenizer(**kwargs)
@@ -152,6 +154,7 @@ def _smoke_bert(out: Path) -> None:
 
 SMOKE_BUILDERS: dict[str, Callable[[Path], None]] = {
     "gpt2": _smoke_gpt2,
+    "causal-lm": _smoke_gpt2,
     "gpt-neo-125M": _smoke_gpt_neo,
     "bert-base-uncased": _smoke_bert,
 }
