@@ -1,0 +1,244 @@
+"""A small, resumable training loop (after minGPT's Trainer).
+
+    train_config = Trainer.get_default_config()
+    train_config.max_iters = 2000
+    trainer = Trainer(train_config, model, train_dataset)   # datasets yield (x, y) tensor pairs
+    trainer.add_callback("on_batch_end", lambda tr: tr.iter_num % 100 == 0 and tr.save("ckpt.pt"))
+    trainer.run()
+
+`save(path)` writes model, optimizer, all RNG states and the data position atomically; after a crash
+`trainer.resume(path); trainer.run()` continues and produces the same losses as a run never stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from labsupport.config import CfgNode
+from labsupport.gpt import make_adamw
+from labsupport.io import atomic_torch_save
+from labsupport.runtime import get_device, seed_everything
+
+EVENTS = ("on_batch_end", "on_eval")
+CHECKPOINT_VERSION = 1
+
+
+class RandomBatchSampler(Sampler[list[int]]):
+    """Endless batches of indices drawn with replacement; batch k depends only on (seed, k).
+
+    Because no state is carried from one batch to the next, resuming at batch k (`start=k`) yields
+    exactly the batches an uninterrupted run would have seen, even with DataLoader workers prefetching.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0, start: int = 0):
+        if n <= 0:
+            raise ValueError("the training dataset is empty")
+        self.n, self.batch_size, self.seed, self.start = n, batch_size, seed, start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        k = self.start
+        while True:
+            rng = np.random.default_rng([self.seed, k])  # independent stream per (seed, batch index)
+            yield rng.integers(self.n, size=self.batch_size).tolist()
+            k += 1
+
+
+class Trainer:
+    """Trains `model` (called as `model(x, y) -> (logits, loss)`) on a map-style dataset of (x, y) pairs.
+
+    The optimizer comes from `model.configure_optimizers(config)` when the model has it, else from
+    `labsupport.gpt.make_adamw`.
+    """
+
+    @staticmethod
+    def get_default_config() -> CfgNode:
+        C = CfgNode()
+        C.device = "auto"  # "auto": labsupport.runtime.get_device() (cuda > mps > cpu)
+        C.num_workers = 0  # DataLoader worker processes
+        C.batch_size = 64
+        C.learning_rate = 3e-4
+        C.betas = (0.9, 0.95)
+        C.weight_decay = 0.1  # only on Linear weights (see GPT.configure_optimizers)
+        C.grad_norm_clip = 1.0  # None: no clipping
+        C.max_iters = None  # None: run until interrupted
+        C.seed = 0  # seeds python/numpy/torch at construction and the data order
+        C.progress = True  # tqdm progress bar with the running loss
+        C.bf16 = True  # bfloat16 autocast (CUDA only; ignored on CPU/MPS)
+        C.eval_interval = None  # evaluate on eval_dataset every this many iterations (None: never)
+        C.eval_iters = 10  # batches per evaluation (the same batches every time)
+        return C
+
+    def __init__(self, config: CfgNode, model: torch.nn.Module, train_dataset: Dataset,
+                 eval_dataset: Dataset | None = None):
+        for key, value in Trainer.get_default_config().to_dict().items():  # fill in settings the caller left out
+            if key not in config:
+                setattr(config, key, value)
+        self.config = config  # the caller's object, so changing e.g. config.max_iters later takes effect
+        self.model = model
+        self.train_dataset = train_dataset
+        self.eval_dataset = eval_dataset
+        self.device = get_device() if self.config.device == "auto" else torch.device(self.config.device)
+        self.model.to(self.device)
+        print(f"running on device {self.device}")
+        self.callbacks: dict[str, list[Callable[[Trainer], Any]]] = defaultdict(list)
+        self.optimizer: torch.optim.Optimizer | None = None
+
+        self.iter_num = 0  # optimizer steps done so far (also: how many batches were consumed)
+        self.iter_time = time.time()
+        self.iter_dt = 0.0  # seconds taken by the last iteration
+        self.loss: torch.Tensor | None = None  # last training loss (detached)
+        self.losses: list[float] = []  # training loss of every iteration
+        self.eval_loss: float | None = None
+        self.eval_losses: list[tuple[int, float]] = []  # (iter_num, eval loss)
+        seed_everything(self.config.seed)
+
+    # ------------------------------------------------------------------------------------------ callbacks
+
+    def _check_event(self, event: str) -> None:
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; events are {', '.join(EVENTS)}")
+
+    def add_callback(self, event: str, fn: Callable[[Trainer], Any]) -> None:
+        """Call `fn(trainer)` on `event` ("on_batch_end" after each step, "on_eval" after each evaluation)."""
+        self._check_event(event)
+        self.callbacks[event].append(fn)
+
+    def set_callback(self, event: str, fn: Callable[[Trainer], Any]) -> None:
+        """Like add_callback, but replaces the callbacks already registered for `event`."""
+        self._check_event(event)
+        self.callbacks[event] = [fn]
+
+    def trigger_callbacks(self, event: str) -> None:
+        for fn in self.callbacks.get(event, []):
+            fn(self)
+
+    # ------------------------------------------------------------------------------------------ training
+
+    def _get_optimizer(self) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            configure = getattr(self.model, "configure_optimizers", None)
+            self.optimizer = configure(self.config) if configure else make_adamw(self.model, self.config)
+        return self.optimizer
+
+    def _autocast(self):
+        if self.device.type == "cuda" and self.config.bf16:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _loader(self, dataset: Dataset, seed: int, start: int) -> DataLoader:
+        sampler = RandomBatchSampler(len(dataset), self.config.batch_size, seed, start)
+        # a private generator: creating the iterator must not consume the global torch RNG (dropout uses it)
+        return DataLoader(dataset, batch_sampler=sampler, num_workers=self.config.num_workers,
+                          pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(seed))
+
+    def run(self) -> None:
+        """Train until iter_num reaches config.max_iters; calling it again (or after resume) continues."""
+        from tqdm.auto import tqdm
+
+        model, config = self.model, self.config
+        optimizer = self._get_optimizer()
+        data = iter(self._loader(self.train_dataset, config.seed, start=self.iter_num))
+        model.train()
+        bar = tqdm(total=config.max_iters, initial=self.iter_num, disable=not config.progress, desc="training")
+        self.iter_time = time.time()
+        try:
+            while config.max_iters is None or self.iter_num < config.max_iters:
+                x, y = (t.to(self.device, non_blocking=True) for t in next(data))
+                with self._autocast():
+                    _, loss = model(x, y)
+                model.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_norm_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_norm_clip)
+                optimizer.step()
+
+                self.iter_num += 1
+                self.loss = loss.detach()
+                self.losses.append(self.loss.item())
+                now = time.time()
+                self.iter_dt, self.iter_time = now - self.iter_time, now
+                bar.update(1)
+                bar.set_postfix(loss=f"{self.losses[-1]:.4f}", refresh=False)
+                if config.eval_interval and self.eval_dataset is not None and self.iter_num % config.eval_interval == 0:
+                    self.evaluate()
+                self.trigger_callbacks("on_batch_end")
+        finally:
+            bar.close()
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Mean loss over config.eval_iters fixed batches of eval_dataset (dropout off); fires "on_eval"."""
+        if self.eval_dataset is None:
+            raise ValueError("no eval_dataset: pass one to Trainer(config, model, train_dataset, eval_dataset)")
+        was_training = self.model.training
+        self.model.eval()
+        data = iter(self._loader(self.eval_dataset, seed=self.config.seed + 1, start=0))
+        total = 0.0
+        for _ in range(self.config.eval_iters):
+            x, y = (t.to(self.device) for t in next(data))
+            with self._autocast():
+                total += self.model(x, y)[1].item()
+        self.model.train(was_training)
+        self.eval_loss = total / self.config.eval_iters
+        self.eval_losses.append((self.iter_num, self.eval_loss))
+        self.trigger_callbacks("on_eval")
+        return self.eval_loss
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        np_state = np.random.get_state()
+        return {
+            "version": CHECKPOINT_VERSION,
+            "model": self.model.state_dict(),
+            "optimizer": self._get_optimizer().state_dict(),
+            "iter_num": self.iter_num,
+            "losses": list(self.losses),
+            "eval_losses": list(self.eval_losses),
+            # batch k depends only on (seed, k), so the position in the data stream is iter_num
+            "sampler": {"seed": self.config.seed, "batch_size": self.config.batch_size, "position": self.iter_num},
+            "rng": {
+                "python": random.getstate(),
+                "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Checkpoint everything needed to continue exactly; written atomically (never half a file)."""
+        atomic_torch_save(self.state_dict(), path)
+
+    def resume(self, path: str | os.PathLike) -> None:
+        """Load a checkpoint written by `save`; the next `run()` continues from its iter_num."""
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if ckpt.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"{path} is not a labsupport Trainer checkpoint (version {ckpt.get('version')!r})")
+        sampler = ckpt["sampler"]
+        if (sampler["seed"], sampler["batch_size"]) != (self.config.seed, self.config.batch_size):
+            raise ValueError(f"checkpoint was trained with seed={sampler['seed']}, batch_size={sampler['batch_size']}"
+                             f"; set the same in the config (have seed={self.config.seed}, "
+                             f"batch_size={self.config.batch_size}) to continue the same run")
+        self.model.load_state_dict(ckpt["model"])
+        self._get_optimizer().load_state_dict(ckpt["optimizer"])
+        self.iter_num = ckpt["iter_num"]
+        self.losses = list(ckpt["losses"])
+        self.eval_losses = [tuple(e) for e in ckpt["eval_losses"]]
+        self.loss = torch.tensor(self.losses[-1]) if self.losses else None
+        rng = ckpt["rng"]
+        random.setstate(rng["python"])
+        kind, keys, *rest = rng["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
