@@ -68,7 +68,22 @@ def run_check(id: str, *args: Any, **kwargs: Any) -> tuple[bool, str]:
     return True, detail or "all tests passed"
 
 
-def check(id: str, *args: Any, **kwargs: Any) -> bool:
+@dataclass(frozen=True)
+class CheckResult:
+    """Truthy when the check passed. Shows nothing in a notebook (the check already printed)."""
+
+    id: str
+    passed: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
+def check(id: str, *args: Any, **kwargs: Any) -> CheckResult:
     """Check exercise `id` with the student's objects; print pass/fail (and a hint on failure)."""
     ex = get_exercise(id)
     ok, msg = run_check(id, *args, **kwargs)
@@ -76,4 +91,4 @@ def check(id: str, *args: Any, **kwargs: Any) -> bool:
         print(f"PASS  exercise {id} ({ex.title}): {msg}")
     else:
         print(f"FAIL  exercise {id} ({ex.title}): {msg}\n      hint: {ex.hint}")
-    return ok
+    return CheckResult(id, ok, msg)

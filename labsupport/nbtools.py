@@ -20,19 +20,25 @@ def strip_volatile(nb):
     nb.metadata.pop("widgets", None)
     for key in ("signature",):
         nb.metadata.pop(key, None)
+    ordinal = 0
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         cell.metadata.pop("collapsed", None)
         if cell.cell_type != "code":
             continue
-        cell.execution_count = None
+        ordinal += 1
         if not is_checked(cell):
+            cell.execution_count = None
             cell.outputs = []
-        else:
-            for out in cell.outputs:
-                if "execution_count" in out:
-                    out["execution_count"] = None
-                out.get("metadata", {}).clear() if isinstance(out.get("metadata"), dict) else None
+            continue
+        # nbval refuses a reference cell that has outputs but no execution count ("Unrun reference cell"),
+        # so checked cells keep a stable count: their position among the code cells.
+        cell.execution_count = ordinal
+        for out in cell.outputs:
+            if "execution_count" in out:
+                out["execution_count"] = ordinal
+            if isinstance(out.get("metadata"), dict):
+                out["metadata"].clear()
     return nb
 
 
@@ -44,7 +50,7 @@ def volatile_problems(nb) -> list[str]:
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code" and cell.outputs and not is_checked(cell):
             problems.append(f"cell {i} has outputs but is not marked {CHECK_MARK}")
-        if cell.cell_type == "code" and cell.execution_count is not None:
+        if cell.cell_type == "code" and cell.execution_count is not None and not is_checked(cell):
             problems.append(f"cell {i} has an execution count")
     return problems
 
