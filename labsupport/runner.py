@@ -53,7 +53,8 @@ def run_lab(path: Path, profile: str, timeout: int, out_dir: Path) -> LabResult:
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    results = out_dir / f"{path.stem}.results.json"
+    # absolute: the kernel runs inside the notebook's folder, not ours
+    results = (out_dir / f"{path.stem}.results.json").resolve()
     results.unlink(missing_ok=True)
     env_before = dict(os.environ)
     os.environ.update(LABSUPPORT_PROFILE=profile, LABSUPPORT_RESULTS=str(results), MPLBACKEND="Agg")

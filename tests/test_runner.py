@@ -12,7 +12,8 @@ def _write(path, *sources):
     nbformat.write(new_notebook(cells=[new_code_cell(s) for s in sources]), path)
 
 
-def test_run_reports_numbers_and_names_failing_cell(tmp_path, capsys):
+def test_run_reports_numbers_and_names_failing_cell(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative --out, as by default, while kernels run inside notebooks/
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
     _write(nbs / "01_good.ipynb", "import labsupport\ncfg = labsupport.setup('01_good')",
@@ -20,7 +21,7 @@ def test_run_reports_numbers_and_names_failing_cell(tmp_path, capsys):
     _write(nbs / "02_bad.ipynb", "x = 1", "# compute the answer\n1 / 0")
     _write(nbs / "notes.ipynb", "raise SystemExit")  # not a lab: ignored
     out = tmp_path / "out"
-    code = runner.main(["run", "--profile", "smoke", "--notebooks", str(nbs), "--out", str(out), "--timeout", "120"])
+    code = runner.main(["run", "--profile", "smoke", "--notebooks", str(nbs), "--out", "out", "--timeout", "120"])
     captured = capsys.readouterr()
     assert code == 1
     table = captured.out.split("headline numbers", 1)[1]
