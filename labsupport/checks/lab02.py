@@ -1,0 +1,277 @@
+"""Self-checks for Lab 02 (attention). Each runs the student's code on small fixed inputs and compares it
+with `labsupport.attention` (and, for 02.2, with PyTorch's fused `F.scaled_dot_product_attention`).
+
+When an answer is wrong, the checks also run a few typical mistakes (no 1/sqrt(d) scaling, softmax over
+the wrong axis, no causal mask, ...) and name the one the student's output matches, if any.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from labsupport.attention import CausalSelfAttention, cross_attention
+from labsupport.check import exercise
+from labsupport.config import CfgNode
+
+ATOL = 1e-5
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _as_tensor(got: object, what: str) -> torch.Tensor:
+    if isinstance(got, tuple | list) and got and isinstance(got[0], torch.Tensor):
+        raise AssertionError(f"{what} returned a {type(got).__name__} of {len(got)} tensors; return one tensor")
+    if not isinstance(got, torch.Tensor):
+        raise AssertionError(f"{what} must return a torch.Tensor, got {type(got).__name__}")
+    return got.detach()
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, atol: float = ATOL) -> bool:
+    return a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=atol, rtol=1e-4)
+
+
+def _diagnosis(got: torch.Tensor, mistakes: dict[str, torch.Tensor]) -> str:
+    """' (it looks like <mistake>)' when `got` matches the output of a typical mistake, else ''."""
+    for name, wrong in mistakes.items():
+        if _close(got, wrong):
+            return f" (it looks like {name})"
+    return ""
+
+
+def _mismatch(what: str, got: torch.Tensor, want: torch.Tensor, mistakes: dict[str, torch.Tensor]) -> AssertionError:
+    if got.shape != want.shape:
+        return AssertionError(f"{what}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}")
+    diff = (got.float() - want.float()).abs().max().item()
+    return AssertionError(f"{what}: max abs difference from the reference is {diff:.3g}{_diagnosis(got, mistakes)}")
+
+
+# ---------------------------------------------------------------------------------------------- 02.1
+
+
+CLASSIC_TEXTS = ("I travelled to Lisbon in July to attend an NLP summer school", "I like traveling")
+# their GPT-2 BPE ids (= labsupport.bpe.encode(text); tests/test_checks_lab02.py keeps them in sync), kept
+# literal so the check does not load the tokenizer
+CLASSIC_IDS = ([40, 21650, 284, 41898, 287, 2901, 284, 5262, 281, 399, 19930, 3931, 1524], [40, 588, 11300])
+
+
+def classic_example() -> tuple[torch.Tensor, ...]:
+    """The worked example: (S1, S2, W_Q, W_K, W_V), the sentences' token ids as (1, T) float rows."""
+    S1 = torch.tensor([CLASSIC_IDS[0]], dtype=torch.float32)  # (1, T1): one feature (the id) per position
+    S2 = torch.tensor([CLASSIC_IDS[1]], dtype=torch.float32)  # (1, T2)
+    W_Q = torch.tensor([[0.1, 0.2, 0.3]])  # (1, 3)
+    W_K = torch.tensor([[0.7, 0.8, 0.9]])
+    W_V = torch.tensor([[1.6, 1.7, 1.8]])
+    return S1, S2, W_Q, W_K, W_V
+
+
+def _cross_variant(S1, S2, W_Q, W_K, W_V, scale: bool = True, dim: int = -1) -> torch.Tensor:
+    Q, K, V = S2.T @ W_Q, S1.T @ W_K, S1.T @ W_V  # (T2, d), (T1, d), (T1, d_v)
+    scores = Q @ K.T / (math.sqrt(K.shape[1]) if scale else 1.0)  # (T2, T1)
+    return torch.softmax(scores, dim=dim) @ V
+
+
+def _cross_cases() -> list[tuple[str, tuple[torch.Tensor, ...]]]:
+    g = torch.Generator().manual_seed(2)
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g)
+
+    cases = [("the worked example (token ids)", classic_example())]
+    # well-scaled inputs, where the softmax is not saturated, so scaling and axis mistakes show
+    for d_in, t1, t2, d, d_v in [(1, 7, 5, 3, 3), (1, 6, 6, 3, 3), (2, 4, 6, 4, 5)]:
+        cases.append((f"random S1 ({d_in}, {t1}), S2 ({d_in}, {t2}), W_Q/W_K ({d_in}, {d}), W_V ({d_in}, {d_v})",
+                      (randn(d_in, t1), randn(d_in, t2), randn(d_in, d), randn(d_in, d), randn(d_in, d_v))))
+    return cases
+
+
+@exercise("02.1", title="cross-attention",
+          hint="Q = S2.T @ W_Q, K = S1.T @ W_K, V = S1.T @ W_V; weights = softmax(Q @ K.T / sqrt(d), dim=-1) "
+               "(over the keys, S1's positions); return weights @ V, shape (T2, d_v)")
+def check_cross_attention(student_fn: Callable) -> str:
+    for what, args in _cross_cases():
+        got = _as_tensor(student_fn(*(a.clone() for a in args)), "cross_attention")
+        want = cross_attention(*args)
+        if not _close(got, want, atol=ATOL * max(1.0, want.abs().max().item())):
+            mistakes = {"the scores are not divided by sqrt(d)": _cross_variant(*args, scale=False),
+                        "the softmax runs over the queries (dim=0) instead of the keys": _cross_variant(*args, dim=0)}
+            raise _mismatch(f"cross_attention on {what}", got, want, mistakes)
+    return "matches the reference on the worked example and 3 random cases"
+
+
+# ---------------------------------------------------------------------------------------------- 02.2
+
+PROJECTIONS = ("query", "key", "value", "proj")
+
+
+def attention_config(n_embd: int = 12, n_head: int = 3, block_size: int = 8, attn_pdrop: float = 0.125,
+                     resid_pdrop: float = 0.375) -> CfgNode:
+    """The config fields an attention class gets from `GPT` (config.attention_cls)."""
+    return CfgNode(n_embd=n_embd, n_head=n_head, block_size=block_size, attn_pdrop=attn_pdrop,
+                   resid_pdrop=resid_pdrop)
+
+
+def _mha_variant(m: nn.Module, x: torch.Tensor, scale: bool = True, causal: bool = True, dim: int = -1,
+                 proj: bool = True, transpose_heads: bool = True) -> torch.Tensor:
+    """Multi-head causal self-attention with m's projections, optionally with one typical mistake."""
+    B, T, C = x.shape
+    nh = m.n_head
+    hs = C // nh
+
+    def heads(t: torch.Tensor) -> torch.Tensor:  # (B, T, C) -> (B, nh, T, hs)
+        return t.view(B, T, nh, hs).transpose(1, 2) if transpose_heads else t.view(B, nh, T, hs)
+
+    q, k, v = heads(m.query(x)), heads(m.key(x)), heads(m.value(x))
+    att = q @ k.transpose(-2, -1) / (math.sqrt(hs) if scale else 1.0)  # (B, nh, T, T)
+    if causal:
+        att = att.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+    y = torch.softmax(att, dim=dim) @ v  # (B, nh, T, hs)
+    y = y.transpose(1, 2).reshape(B, T, C) if transpose_heads else y.reshape(B, T, C)
+    return m.proj(y) if proj else y
+
+
+def _sdpa(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The same layer through PyTorch's fused kernel (an independent reference)."""
+    B, T, C = x.shape
+    nh = m.n_head
+
+    def heads(t: torch.Tensor) -> torch.Tensor:
+        return t.view(B, T, nh, C // nh).transpose(1, 2)
+
+    y = F.scaled_dot_product_attention(heads(m.query(x)), heads(m.key(x)), heads(m.value(x)), is_causal=True)
+    return m.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+def _build(attention_cls: Callable, config: CfgNode, ref: CausalSelfAttention) -> nn.Module:
+    """The student's module with the reference's projection weights copied in."""
+    student = attention_cls(config)
+    if not isinstance(student, nn.Module):
+        raise AssertionError(f"{getattr(attention_cls, '__name__', attention_cls)}(config) must build an "
+                             f"nn.Module, got {type(student).__name__}")
+    C = config.n_embd
+    for name in PROJECTIONS:
+        lin = getattr(student, name, None)
+        if not isinstance(lin, nn.Linear) or (lin.in_features, lin.out_features) != (C, C) or lin.bias is None:
+            raise AssertionError(f"self.{name} must be nn.Linear({C}, {C}) (with bias) for n_embd={C}; "
+                                 f"got {lin!r}")
+        lin.load_state_dict(getattr(ref, name).state_dict())
+    return student
+
+
+def _forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return _as_tensor(module(x.clone()), "forward(x)")
+
+
+@exercise("02.2", title="multi-head causal self-attention",
+          hint="q, k, v = self.query(x), ... each viewed as (B, T, nh, hs).transpose(1, 2); att = q @ k^T / "
+               "sqrt(hs); mask the future with -inf BEFORE softmax(dim=-1); attn dropout; att @ v; "
+               "transpose back to (B, T, C); self.proj then resid dropout")
+def check_causal_self_attention(attention_cls: Callable) -> str:
+    with torch.random.fork_rng(devices=[]):  # building modules draws random weights: leave the caller's RNG alone
+        torch.manual_seed(0)
+        config = attention_config()
+        ref = CausalSelfAttention(config).eval()
+        student = _build(attention_cls, config, ref).eval()  # eval: both dropouts must be off
+        g = torch.Generator().manual_seed(0)
+        C = config.n_embd
+
+        def explain(x: torch.Tensor) -> str:  # name the typical mistake the student's output matches, if any
+            with torch.no_grad():
+                return _diagnosis(_forward(student, x), {
+                    "the scores are not divided by sqrt(head_size)": _mha_variant(ref, x, scale=False),
+                    "the softmax runs over the queries (dim=-2) instead of the keys": _mha_variant(ref, x, dim=-2),
+                    "the causal mask is missing": _mha_variant(ref, x, causal=False),
+                    "the output projection self.proj is not applied": _mha_variant(ref, x, proj=False),
+                    "the heads are split with view(B, nh, T, hs) instead of view(B, T, nh, hs).transpose(1, 2)":
+                        _mha_variant(ref, x, transpose_heads=False),
+                })
+
+        # causality first: changing positions t.. must leave the outputs at positions < t unchanged
+        x = torch.randn(2, config.block_size, C, generator=g)
+        y = _forward(student, x)
+        if y.shape != x.shape:
+            raise AssertionError(f"forward(x) on x of shape {tuple(x.shape)} = (B, T, C) returned shape "
+                                 f"{tuple(y.shape)}; it must return (B, T, C)")
+        if not torch.equal(_forward(student, x), y):
+            raise AssertionError("two calls of forward(x) in eval mode gave different outputs: dropout must be off "
+                                 "in eval mode (use nn.Dropout modules, or F.dropout(..., training=self.training))")
+        for t in (1, 4, config.block_size - 1):
+            x2 = x.clone()
+            x2[:, t:] += torch.randn(2, config.block_size - t, C, generator=g)
+            if not torch.allclose(_forward(student, x2)[:, :t], y[:, :t], atol=1e-6):
+                raise AssertionError(f"changing the inputs at positions >= {t} changed the outputs at positions "
+                                     f"< {t}: a token must not see the future{explain(x)}")
+
+        for B, T in [(2, config.block_size), (3, 5), (1, 1)]:
+            x = torch.randn(B, T, C, generator=g)
+            got = _forward(student, x)
+            with torch.no_grad():
+                for name, want in (("labsupport.attention.CausalSelfAttention", ref(x)),
+                                   ("F.scaled_dot_product_attention(is_causal=True)", _sdpa(ref, x))):
+                    if not _close(got, want):
+                        what = f"on x of shape {(B, T, C)} in eval mode, compared with {name}"
+                        if got.shape != want.shape:
+                            raise AssertionError(f"{what}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}")
+                        diff = (got - want).abs().max().item()
+                        raise AssertionError(f"{what}: max abs difference {diff:.3g}{explain(x)}")
+
+        # dropout: with p = 1 in training mode, attention dropout zeroes every weight (output = proj's bias)
+        # and residual dropout zeroes the whole output
+        for attn_p, resid_p, expect, what in [
+            (1.0, 0.0, "bias", "attention dropout (nn.Dropout(config.attn_pdrop) on the attention weights)"),
+            (0.0, 1.0, "zeros", "residual dropout (nn.Dropout(config.resid_pdrop) after self.proj)"),
+        ]:
+            cfg = attention_config(attn_pdrop=attn_p, resid_pdrop=resid_p)
+            m = _build(attention_cls, cfg, CausalSelfAttention(cfg)).train()
+            y = _forward(m, torch.randn(2, config.block_size, C, generator=g))
+            target = m.proj.bias.detach().expand_as(y) if expect == "bias" else torch.zeros_like(y)
+            if not torch.allclose(y, target, atol=1e-6):
+                raise AssertionError(f"with attn_pdrop={attn_p}, resid_pdrop={resid_p} in training mode the output "
+                                     f"should be {'proj.bias at every position' if expect == 'bias' else 'all zeros'}"
+                                     f": is the {what} missing, or does it ignore model.train()?")
+    return ("matches labsupport's CausalSelfAttention and F.scaled_dot_product_attention(is_causal=True) "
+            "(max abs diff < 1e-5), is causal, and applies both dropouts in training mode only")
+
+
+# ---------------------------------------------------------------------------------------------- 02.4
+
+
+def top_attended_reference(attentions: tuple[torch.Tensor, ...], layer: int) -> torch.Tensor:
+    """(heads, T): for each head and query position, the key position with the largest weight."""
+    return attentions[layer][0].argmax(dim=-1)
+
+
+def _fake_attentions(g: torch.Generator, n_layers: int = 3, n_heads: int = 4, T: int = 6) -> tuple[torch.Tensor, ...]:
+    """Per-layer (1, heads, T, T) attention weights like a Hugging Face model returns (rows sum to 1)."""
+    return tuple(torch.softmax(3 * torch.randn(1, n_heads, T, T, generator=g), dim=-1) for _ in range(n_layers))
+
+
+@exercise("02.4", title="most-attended token per head",
+          hint="a = attentions[layer] is (batch, heads, T, T); take batch item 0 and argmax over the last axis "
+               "(the keys): a[0].argmax(dim=-1) -> (heads, T) integer positions")
+def check_top_attended(student_fn: Callable) -> str:
+    g = torch.Generator().manual_seed(4)
+    for n_layers, n_heads, T, layer in [(3, 4, 6, 1), (3, 4, 6, -1), (2, 2, 5, 0)]:
+        attentions = _fake_attentions(g, n_layers, n_heads, T)
+        got = student_fn(tuple(a.clone() for a in attentions), layer)
+        got = _as_tensor(torch.as_tensor(got) if not isinstance(got, torch.Tensor) else got, "top_attended")
+        want = top_attended_reference(attentions, layer)
+        if got.is_floating_point():
+            raise AssertionError("top_attended must return integer key positions (an argmax), got float values")
+        if not torch.equal(got.long(), want):
+            a = attentions[layer][0]
+            mistakes = {"the argmax runs over the queries (dim=-2) instead of the keys": a.argmax(dim=-2),
+                        "it ignores `layer` and always uses layer 0": attentions[0][0].argmax(dim=-1)}
+            what = f"top_attended(attentions of {n_layers} layers x {n_heads} heads x {T} tokens, layer={layer})"
+            if got.shape != want.shape:
+                raise AssertionError(f"{what}: expected shape {tuple(want.shape)} = (heads, T), "
+                                     f"got {tuple(got.shape)}")
+            wrong = next((f" (it looks like {n})" for n, w in mistakes.items() if torch.equal(got.long(), w)), "")
+            raise AssertionError(f"{what}: {(got.long() != want).sum().item()} of {want.numel()} positions "
+                                 f"differ from the argmax over keys{wrong}")
+    return "picks the most-attended key for every head and token"
