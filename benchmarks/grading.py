@@ -1,0 +1,66 @@
+"""Grading throughput: a 30-submission synthetic class of lab 99 (the solution and its mutants, in turn),
+smoke profile, hidden tests included. Prints submissions per second per core, with and without the
+one-off worker start-up (Python + torch + labsupport + the lab's prelude). Target: >= 1 submission/s/core.
+
+    .venv/bin/python benchmarks/grading.py [--n 30] [--jobs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "grading" / "fixtures"
+sys.path.insert(0, str(REPO))
+
+from grading.grade import collect, grade  # noqa: E402
+from grading.selftest import apply_mutant  # noqa: E402
+from grading.spec import load_spec  # noqa: E402
+
+
+def make_class(spec, folder: Path, n: int) -> None:
+    solution = nbformat.read(spec.notebook, as_version=4)
+    variants = [solution] + [apply_mutant(solution, spec, m) for m in spec.mutants]
+    for i in range(n):
+        nbformat.write(variants[i % len(variants)], folder / f"student{i:03d}.ipynb")
+
+
+def timed(spec, folder: Path, jobs: int) -> tuple[float, list[dict]]:
+    start = time.perf_counter()
+    records = grade(spec, collect(folder, spec.lab), hidden=FIXTURES / "hidden", jobs=jobs, progress=False)
+    return time.perf_counter() - start, records
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=30)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    spec = load_spec(FIXTURES / "specs" / "99_synthetic.toml", FIXTURES / "notebooks")
+    with tempfile.TemporaryDirectory() as tmp:
+        one, many = Path(tmp) / "one", Path(tmp) / "many"
+        one.mkdir(), many.mkdir()
+        make_class(spec, one, 1)
+        make_class(spec, many, args.n)
+        t1, _ = timed(spec, one, args.jobs)
+        tn, records = timed(spec, many, args.jobs)
+    assert all(r["status"] == "graded" for r in records), "every synthetic submission should grade"
+    full = sum(r["score"] == r["max_score"] for r in records)
+    total = args.n / tn / args.jobs
+    steady = (args.n - 1) / max(tn - t1, 1e-9) / args.jobs
+    print(f"graded {args.n} submissions ({full} with full marks) on {args.jobs} core(s) in {tn:.1f} s; "
+          f"start-up ~{t1:.1f} s")
+    print(f"throughput: {total:.2f} submissions/s/core including start-up, {steady:.2f} excluding it "
+          f"(target >= 1.0: {'met' if steady >= 1.0 else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""OS-level isolation for graded code: what the grader can enforce on this machine, and the calls that
+enforce it. Everything degrades to a plain subprocess where the OS lacks a feature, and `Isolation`
+says so in words that end up in every result file.
+
+Linux (namespaces): each submission gets its own user, mount, network (loopback only), PID and IPC
+namespaces -- no network, the whole filesystem read-only except a private tmpfs working directory,
+the hidden tests / submissions / results folders masked by empty mounts, and every process it started
+killed after each exercise. macOS and Linux without user namespaces: rlimits, a private temp dir and
+wall-clock timeouts only. See grading/README.md for the full table.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x10000000, 0x20000000
+CLONE_NEWNET, CLONE_NEWIPC = 0x40000000, 0x08000000
+NAMESPACES = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
+MS_REC, MS_PRIVATE = 16384, 1 << 18
+KEPT_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": 1024,
+              "nodiratime": 2048, "relatime": 1 << 21}  # locked flags a remount must repeat
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS = 1, 4, 24, 28, 38
+SECURE_NOROOT_ALL = 0x2F  # NOROOT, NO_SETUID_FIXUP, KEEP_CAPS, all locked: exec cannot regain root powers
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS", "TORCH_NUM_THREADS")
+
+
+@dataclass
+class Isolation:
+    mode: str  # "namespaces" | "bwrap" | "none"
+    network: str
+    filesystem: str
+    processes: str
+    memory: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def prctl(option: int, arg: int) -> int:
+    if not sys.platform.startswith("linux"):
+        return -1
+    return _libc().prctl(option, ctypes.c_ulong(arg), 0, 0, 0)
+
+
+def namespaces_available() -> str | None:
+    """None when unprivileged user+net+pid namespaces work here, else why not (one line)."""
+    if not sys.platform.startswith("linux"):
+        return f"{sys.platform} has no Linux namespaces"
+    pid = os.fork()
+    if pid == 0:  # try it in a throwaway child: unshare is irreversible
+        os._exit(0 if _libc().unshare(NAMESPACES) == 0 else 1)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) == 0:
+        return None
+    return "user namespaces are disabled (sysctl kernel.unprivileged_userns_clone / apparmor?)"
+
+
+def choose_mode(requested: str = "auto") -> tuple[str, str]:
+    """(mode, note). `requested`: auto | namespaces | bwrap | none (also $LABGRADE_ISOLATION)."""
+    requested = os.environ.get("LABGRADE_ISOLATION", requested)
+    why = namespaces_available() if requested in ("auto", "namespaces") else None
+    if requested == "namespaces" and why:
+        raise SystemExit(f"error: --isolation namespaces unavailable: {why}")
+    if requested == "auto" and not why:
+        return "namespaces", ""
+    if requested in ("auto", "bwrap") and shutil.which("bwrap"):
+        return "bwrap", why or ""
+    if requested == "bwrap":
+        raise SystemExit("error: --isolation bwrap but `bwrap` is not installed (apt install bubblewrap)")
+    return "none", why or "isolation disabled on request"
+
+
+def describe(mode: str, note: str, limits, cgroups: list[str], run_as: str = "") -> Isolation:
+    root = os.geteuid() == 0 if hasattr(os, "geteuid") else False
+    if "pids" in cgroups:
+        procs = f"at most {limits.processes} (cgroup pids.max)"
+    elif root:
+        procs = "NOT limited (running as root ignores RLIMIT_NPROC and no pids cgroup is writable)"
+    else:
+        procs = f"at most {limits.processes} (RLIMIT_NPROC)"
+    if mode == "namespaces":
+        procs += "; all killed after each exercise (PID namespace)"
+        net, fs = "isolated (Linux network namespace, loopback only)", (
+            "read-only except a private tmpfs working directory; hidden tests, submissions and results masked")
+    elif mode == "bwrap":
+        net, fs = "isolated (bubblewrap --unshare-net)", (
+            "read-only except /tmp; hidden tests, submissions and results masked; submissions share one sandbox")
+    else:
+        net = f"NOT isolated ({note}): graded code can reach the network"
+        fs = "NOT isolated: a private temp working directory, but graded code can read and write your files"
+        if run_as:
+            fs = f"private temp working directory; graded code runs as user {run_as!r} (only what it may read)"
+    procs += "; CPU shared equally between submissions (cgroup cpu)" if "cpu" in cgroups else ""
+    mem = (f"+{limits.memory_mb} MB address space per exercise (RLIMIT_AS)" if sys.platform.startswith("linux")
+           else "NOT limited (macOS ignores RLIMIT_AS); wall-clock limits only")
+    return Isolation(mode, net, fs, procs, mem)
+
+
+def bwrap_prefix(masks: list[Path]) -> list[str]:
+    cmd = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--ro-bind", "/", "/",
+           "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
+    for m in masks:
+        if m.is_dir():
+            cmd += ["--tmpfs", str(m)]
+    return cmd + ["--"]
+
+
+# --- per submission (namespaces mode) -------------------------------------------------------------
+
+
+def unshare_namespaces() -> None:
+    _check(_libc().unshare(NAMESPACES), "unshare")
+
+
+def write_id_maps(pid: int) -> None:
+    """Map the child's namespace root to our own uid/gid (runs in the parent, before the child mounts)."""
+    uid, gid = os.geteuid(), os.getegid()
+    if uid != 0:
+        Path(f"/proc/{pid}/setgroups").write_text("deny")
+    Path(f"/proc/{pid}/uid_map").write_text(f"0 {uid} 1")
+    Path(f"/proc/{pid}/gid_map").write_text(f"0 {gid} 1")
+
+
+def _mount(src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    def enc(s: str | None) -> bytes | None:
+        return s.encode() if s is not None else None
+
+    _check(_libc().mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
+
+
+def _mounts() -> list[tuple[str, int]]:
+    """(mount point, locked flags) of every mount this process sees."""
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        point = fields[4].encode().decode("unicode_escape")
+        flags = sum(KEPT_FLAGS.get(o, 0) for o in fields[5].split(","))
+        found.append((point, flags))
+    return found
+
+
+def setup_mounts(workdir: Path, masks: list[Path], work_mb: int) -> None:
+    """Private tmpfs workdir and /dev/shm, masks over secret folders, everything else read-only."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we do leaks back to the host
+    _mount("tmpfs", str(workdir), "tmpfs", MS_NOSUID | MS_NODEV, f"size={work_mb}m,mode=0777")
+    mine = {str(workdir)}
+    try:
+        _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=4m")
+        mine.add("/dev/shm")
+    except OSError:
+        pass
+    for m in masks:
+        if m.is_dir():
+            _mount("tmpfs", str(m), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0")
+            mine.add(str(m))
+    for point, flags in _mounts():
+        if point in mine or point.startswith(("/proc", "/sys", "/dev/pts")):
+            continue
+        try:
+            _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags)
+        except OSError:
+            if point == "/":
+                raise
+
+
+def mount_proc() -> None:
+    """Inside the new PID namespace: a /proc that shows only this submission's processes."""
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+# --- per exercise process -----------------------------------------------------------------------
+
+
+def _vm_size() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def limit_process(limits, cpu_seconds: float, nproc: bool) -> None:
+    """Resource limits for one exercise process (inherited by anything it starts)."""
+    import resource
+
+    def cap(which: int, soft: int, hard: int | None = None) -> None:
+        try:
+            resource.setrlimit(which, (soft, soft if hard is None else hard))
+        except (ValueError, OSError):
+            pass
+
+    if sys.platform.startswith("linux"):
+        cap(resource.RLIMIT_AS, _vm_size() + limits.memory_mb * 2**20)
+    cpu = int(cpu_seconds) + 1
+    cap(resource.RLIMIT_CPU, cpu, cpu + 2)  # SIGXCPU first, SIGKILL 2 s later
+    cap(resource.RLIMIT_FSIZE, limits.output_mb * 2**20)
+    cap(resource.RLIMIT_CORE, 0)
+    if nproc and hasattr(resource, "RLIMIT_NPROC"):
+        cap(resource.RLIMIT_NPROC, limits.processes)
+
+
+def drop_privileges() -> None:
+    """No capabilities (not even inside our user namespace) and no way back to them through exec."""
+    if not sys.platform.startswith("linux"):
+        return
+    for cap in range(64):
+        if prctl(PR_CAPBSET_DROP, cap) != 0:
+            break
+    prctl(PR_SET_SECUREBITS, SECURE_NOROOT_ALL)
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    data = (ctypes.c_uint32 * 6)()  # effective/permitted/inheritable x 2 words, all zero
+    _libc().capset(ctypes.byref(Header(0x20080522, 0)), data)
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def run_as(user: str) -> None:
+    """Without namespaces, as root: become an unprivileged user (Gradescope containers)."""
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    os.setgroups([])
+    os.setresgid(entry.pw_gid, entry.pw_gid, entry.pw_gid)
+    os.setresuid(entry.pw_uid, entry.pw_uid, entry.pw_uid)
+
+
+def user_ids(user: str) -> tuple[int, int]:
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
+
+
+def die_with_parent() -> None:
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def make_undumpable() -> None:
+    """Keep other processes of the same user out of our /proc/PID/fd and memory."""
+    prctl(PR_SET_DUMPABLE, 0)
+
+
+class Cgroups:
+    """Per-submission cgroups where we may create them (root): `pids.max` stops fork bombs (root ignores
+    RLIMIT_NPROC) and equal CPU weights keep one submission's processes from starving the others.
+    Absent (and said so) elsewhere."""
+
+    FILES = {"pids": ("pids.max", "max"), "cpu": ("cpu.shares", "1024")}  # cgroup v1
+    FILES_V2 = {"pids": ("pids.max", "max"), "cpu": ("cpu.weight", "100")}
+
+    def __init__(self, tag: str, jobs: int = 1):
+        self.roots: dict[str, Path] = {}
+        self.v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+        if not sys.platform.startswith("linux") or os.geteuid() != 0:
+            return
+        for ctrl in ("pids", "cpu"):
+            base = Path("/sys/fs/cgroup") if self.v2 else Path("/sys/fs/cgroup") / ctrl
+            root = base / f"labgrade-{tag}"
+            try:
+                root.mkdir(exist_ok=True)
+                if self.v2:
+                    (root / "cgroup.subtree_control").write_text(f"+{ctrl}")
+                fname, default = (self.FILES_V2 if self.v2 else self.FILES)[ctrl]
+                if ctrl == "cpu":  # the whole grading run weighs as much as `jobs` ordinary processes
+                    (root / fname).write_text(str(int(default) * max(1, jobs)))
+                self.roots[ctrl] = root
+            except OSError:
+                self.remove([root])
+
+    @property
+    def active(self) -> set[str]:
+        return set(self.roots)
+
+    def add(self, name: str, pid: int, nproc: int) -> list[Path]:
+        groups = []
+        for ctrl, root in self.roots.items():
+            group = root / name
+            try:
+                group.mkdir(exist_ok=True)
+                if ctrl == "pids":
+                    (group / "pids.max").write_text(str(nproc))
+                (group / "cgroup.procs").write_text(str(pid))
+                groups.append(group)
+            except OSError:
+                continue
+        return groups
+
+    @staticmethod
+    def remove(groups: list[Path]) -> None:
+        for group in groups:
+            for _ in range(50):  # a killed process may take a moment to leave
+                try:
+                    group.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.01)
+
+    def close(self) -> None:
+        for root in self.roots.values():
+            self.remove([p for p in root.iterdir() if p.is_dir()] if root.exists() else [])
+        self.remove(list(self.roots.values()))
+
+
+def grading_env(profile: str) -> dict[str, str]:
+    """Environment for the grading worker: CPU only, one thread, offline, the spec's profile."""
+    env = dict(os.environ)
+    env.update({v: "1" for v in THREAD_VARS})
+    env.update(CUDA_VISIBLE_DEVICES="", LABSUPPORT_PROFILE=profile, MPLBACKEND="Agg", HF_HUB_OFFLINE="1",
+               HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1", TQDM_DISABLE="1")
+    env.pop("LABSUPPORT_RESULTS", None)
+    return env

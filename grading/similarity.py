@@ -1,0 +1,103 @@
+"""Pairwise similarity of students' exercise code, to point a human at pairs worth a closer look.
+
+Each student's code for an exercise is what the grader would run (extract.py), minus every line that
+is also in the released template (signatures, docstrings, given code). It is tokenized with
+``tokenize`` and normalised -- identifiers, numbers and strings become placeholders, comments vanish --
+so renaming variables or reformatting does not hide a copy. Similarity is the Jaccard index of the
+token 5-grams; a pair's score is the mean over exercises both students attempted.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import keyword
+import tokenize
+from pathlib import Path
+
+from grading.extract import Template, parse_cells, read_submission
+from grading.grade import Submission
+
+NGRAM = 5
+MIN_TOKENS = 8  # shorter code (a stub, a one-liner) says nothing about copying
+SKIP = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER}
+
+
+def normalize(code: str) -> list[str]:
+    """Tokens with identifiers, literals and layout normalised away (keywords and operators kept)."""
+    out = []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(code).readline):
+            if tok.type in SKIP:
+                continue
+            if tok.type == tokenize.NAME:
+                out.append(tok.string if keyword.iskeyword(tok.string) else "ID")
+            elif tok.type == tokenize.NUMBER:
+                out.append("NUM")
+            elif tok.type == tokenize.STRING:
+                out.append("STR")
+            elif tok.type in (tokenize.INDENT, tokenize.DEDENT, tokenize.NEWLINE):
+                out.append(tokenize.tok_name[tok.type])
+            else:
+                out.append(tok.string)
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return code.split()
+    return out
+
+
+def shingles(tokens: list[str], n: int = NGRAM) -> set[tuple[str, ...]]:
+    return {tuple(tokens[i: i + n]) for i in range(max(0, len(tokens) - n + 1))}
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def template_lines(template: Template) -> set[str]:
+    return {line.strip() for c in template.released.cells if c.cell_type == "code"
+            for line in c.source.splitlines() if line.strip()}
+
+
+def student_code(template: Template, cells, ex, given: set[str]) -> str:
+    got = template.extract(cells, ex)
+    lines = [line for c in got.chunks if c.student for line in c.source.splitlines()]
+    return "\n".join(line for line in lines if line.strip() and line.strip() not in given)
+
+
+def similarity(spec, submissions: list[Submission], top: int = 20):
+    """DataFrame of student pairs (most similar first) with one column per exercise."""
+    import pandas as pd
+
+    template = Template(spec)
+    given = template_lines(template)
+    grams: dict[str, dict[str, set]] = {}
+    for sub in submissions:
+        nb, _ = read_submission(sub.path) if sub.path else (None, None)
+        if nb is None:
+            continue
+        cells = parse_cells(nb)
+        grams[sub.key] = {}
+        for ex in spec.exercises:
+            tokens = normalize(student_code(template, cells, ex, given))
+            if len(tokens) >= MIN_TOKENS:
+                grams[sub.key][ex.id] = shingles(tokens)
+    rows = []
+    for a, b in itertools.combinations(sorted(grams), 2):
+        row = {"student_a": a, "student_b": b}
+        scores = []
+        for ex in spec.exercises:
+            if ex.id in grams[a] and ex.id in grams[b]:
+                row[ex.id] = round(jaccard(grams[a][ex.id], grams[b][ex.id]), 3)
+                scores.append(row[ex.id])
+        if scores:
+            row["similarity"] = round(sum(scores) / len(scores), 3)
+            row["exercises"] = len(scores)
+            rows.append(row)
+    cols = ["student_a", "student_b", "similarity", "exercises"] + [ex.id for ex in spec.exercises]
+    df = pd.DataFrame(rows, columns=cols)
+    return df.sort_values(["similarity", "student_a", "student_b"], ascending=[False, True, True]).head(top)
+
+
+def write(df, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
