@@ -82,7 +82,7 @@ def format_table(rows: list[LabResult]) -> str:
     body = [(r.lab, r.status, f"{r.seconds:.1f}", ", ".join(f"{k}={v}" for k, v in r.numbers.items())) for r in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    lines = [fmt.format(*header).rstrip(), fmt.format(*("-" * w for w in widths))]
     lines += [fmt.format(*row).rstrip() for row in body]
     return "\n".join(lines)
 
