@@ -1,9 +1,7 @@
-"""Tests for labsupport.weather: HMM sampling, split/determinism guarantees, and the Bayes/Viterbi references,
-checked against brute-force enumeration."""
+"""Tests for labsupport.weather: the HMM dataset's token layout, sampling statistics, and split/determinism
+guarantees (exact inference is tested in test_hmm.py)."""
 
 import hashlib
-import itertools
-import math
 import os
 import subprocess
 import sys
@@ -17,36 +15,6 @@ from labsupport import weather as w
 
 RANDOM = w.random_proba(seed=7)  # no zero entries
 CHI2_999 = {1: 10.828, 2: 13.816, 3: 16.266, 4: 18.467}  # chi-square critical values at p = 0.001
-
-
-def _joint(o, s, p):
-    """p(o, s) for proba-index tuples, straight from the HMM definition."""
-    pi, A, B = (p[k].tolist() for k in ("initial", "transition", "emission"))
-    prob = pi[s[0]] * B[s[0]][o[0]]
-    for t in range(1, len(o)):
-        prob *= A[s[t - 1]][s[t]] * B[s[t]][o[t]]
-    return prob
-
-
-def _brute(p, T):
-    """Joint table over all (o, s), and the brute-force conditional p(s_t | o, s_<t) (proba order) from the masses
-    of every (o, state-prefix) pair."""
-    table = {(o, s): _joint(o, s, p) for o in itertools.product(range(5), repeat=T)
-             for s in itertools.product(range(3), repeat=T)}  # fmt: skip
-    mass = {}
-    for (o, s), prob in table.items():
-        for k in range(T + 1):
-            mass[o, s[:k]] = mass.get((o, s[:k]), 0.0) + prob
-
-    def conditional(o, prefix):
-        m = [mass[o, (*prefix, k)] for k in range(3)]
-        return [v / sum(m) for v in m]
-
-    return table, conditional, mass
-
-
-def _tokens(o, s):
-    return [int(w._OBS_TOKEN[i]) for i in o], [int(w._ST_TOKEN[i]) for i in s]
 
 
 # ---- vocabulary and layout ------------------------------------------------------------------------------------
@@ -79,6 +47,34 @@ def test_item_layout_and_masking(T):
     x, y = ds[0]
     y[:] = 0  # items are copies: mutating one must not corrupt the dataset
     assert (ds[0][1][T - 1 :] >= 5).all()
+    for i in range(3):
+        want_x, want_y = w.make_xy(ds.data[i, :T], ds.data[i, T:])
+        assert torch.equal(ds[i][0], want_x) and torch.equal(ds[i][1], want_y)
+
+
+def test_batched_getitems_equals_items_and_feeds_the_dataloader():
+    ds = w.WeatherDataset("train", seq_len=4, num_instances=300, proba=w.FIXED_PROBA)
+    idx = [5, 0, 5, len(ds) - 1]
+    for (x, y), (want_x, want_y) in zip(ds.__getitems__(idx), [ds[i] for i in idx]):
+        assert torch.equal(x, want_x) and torch.equal(y, want_y)
+    xb, yb = next(iter(DataLoader(ds, batch_size=8)))  # the DataLoader takes the batched path
+    assert torch.equal(xb, torch.stack([ds[i][0] for i in range(8)]))
+    assert torch.equal(yb, torch.stack([ds[i][1] for i in range(8)]))
+    items = ds.__getitems__([1, 2])
+    items[0][1][:] = 0  # a returned target must not alias the inputs or the dataset
+    assert torch.equal(items[0][0], ds[1][0]) and torch.equal(items[1][1], ds[2][1]) and (ds[1][1][3:] >= 5).all()
+
+
+def test_make_xy_shifts_and_masks_the_observation_targets():
+    x, y = w.make_xy([4, 2, 0], torch.tensor([7, 5, 6]))
+    assert x.tolist() == [4, 2, 0, 7, 5] and y.tolist() == [-100, -100, 7, 5, 6]
+    assert x.dtype == y.dtype == torch.long
+    y[-1] = 0  # x and y must not share memory
+    assert x.tolist() == [4, 2, 0, 7, 5]
+    x1, y1 = w.make_xy([1], [5])  # T = 1: nothing to mask
+    assert x1.tolist() == [1] and y1.tolist() == [5]
+    with pytest.raises(ValueError, match="2 observations and 3 states"):
+        w.make_xy([0, 1], [5, 6, 7])
 
 
 # ---- sampling statistics ------------------------------------------------------------------------------------
@@ -182,97 +178,6 @@ def test_dataloader_workers_yield_the_same_items():
     assert torch.equal(x0, x2) and torch.equal(y0, y2)
 
 
-# ---- Bayes-optimal prediction and Viterbi ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("T", [1, 2, 3])
-@pytest.mark.parametrize("proba", [w.FIXED_PROBA, RANDOM], ids=["fixed", "random"])
-def test_bayes_floor_equals_brute_force(proba, T):
-    p = w.validate_proba(proba)
-    table, conditional, mass = _brute(p, T)
-    loss, acc = np.zeros(T), np.zeros(T)
-    cache = {}
-    for (o, s), prob in table.items():
-        if prob == 0:
-            continue
-        for t in range(T):
-            q = cache.setdefault((o, s[:t]), conditional(o, s[:t]))
-            loss[t] += prob * -math.log(q[s[t]])
-            acc[t] += prob * (int(np.argmax(q)) == s[t])
-    floor = w.bayes_floor(proba, T)
-    assert floor.method == "exact"
-    np.testing.assert_allclose(floor.loss_per_position, loss, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(floor.accuracy_per_position, acc, rtol=1e-9, atol=1e-12)
-    assert floor.loss == pytest.approx(loss.mean(), rel=1e-9) and floor.accuracy == pytest.approx(acc.mean())
-    cond_entropy = -sum(v * math.log(v / mass[o, ()]) for (o, _), v in table.items() if v > 0)  # H(S | O)
-    assert floor.loss == pytest.approx(cond_entropy / T, rel=1e-9)  # chain rule: sum of the T losses = H(S | O)
-
-
-def test_bayes_predictive_equals_brute_force():
-    p = w.validate_proba(RANDOM)
-    table, conditional, _ = _brute(p, 3)
-    rng = np.random.default_rng(0)
-    keys = list(table)
-    for k in rng.choice(len(keys), size=20, replace=False):
-        o, s = keys[k]
-        obs, states = _tokens(o, s)
-        got = w.bayes_predictive(obs, states, RANDOM)  # columns rainy, snowy, sunny
-        want = torch.tensor([conditional(o, s[:t]) for t in range(3)], dtype=torch.float64)[:, w._VOCAB_ORDER]
-        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
-        names = [w.OBSERVATIONS[i] for i in o], [w.STATES[i] for i in s[:2]]  # names, and only T-1 states
-        torch.testing.assert_close(w.bayes_predictive(*names, RANDOM), want, rtol=1e-9, atol=1e-12)
-
-
-def test_monte_carlo_floor_agrees_with_exact():
-    exact = w.bayes_floor(w.FIXED_PROBA, 4, method="exact")
-    mc = w.bayes_floor(w.FIXED_PROBA, 4, method="monte-carlo", num_samples=20_000, seed=3)
-    assert mc.method == "monte-carlo" and 0 < mc.loss_stderr < 0.01 and 0 < mc.accuracy_stderr < 0.01
-    assert abs(mc.loss - exact.loss) < 4 * mc.loss_stderr
-    assert abs(mc.accuracy - exact.accuracy) < 4 * mc.accuracy_stderr
-
-
-def test_viterbi_equals_brute_force_and_accuracy_helpers_agree():
-    p = w.validate_proba(RANDOM)
-    ds = w.WeatherDataset("test", seq_len=4, num_instances=300, proba=RANDOM)
-    per_pos_viterbi, per_pos_bayes = np.zeros(4), np.zeros(4)
-    for seq in ds.data.tolist():
-        o = [w._TOKEN_TO_IDX[t] for t in seq[:4]]
-        best = max(itertools.product(range(3), repeat=4), key=lambda s: _joint(o, s, p))
-        path = w.viterbi(seq[:4], RANDOM)
-        assert path == _tokens(o, best)[1]
-        per_pos_viterbi += np.array(path) == np.array(seq[4:])
-        q = w.bayes_predictive(seq[:4], seq[4:], RANDOM)
-        per_pos_bayes += (q.argmax(-1) + 5).numpy() == np.array(seq[4:])
-    np.testing.assert_allclose(w.viterbi_accuracy(ds), per_pos_viterbi / len(ds))
-    np.testing.assert_allclose(w.bayes_accuracy(ds), per_pos_bayes / len(ds))
-
-
-class _Oracle(torch.nn.Module):
-    """A 'GPT' whose logits are the log Bayes predictive at the state targets: forward(idx) -> (logits, None)."""
-
-    def __init__(self, proba, T):
-        super().__init__()
-        self.proba, self.T = proba, T
-        self.dummy = torch.nn.Parameter(torch.zeros(1))
-
-    def forward(self, idx):
-        B, L = idx.shape
-        logits = torch.full((B, L, 8), -30.0)
-        for b in range(B):
-            q = w.bayes_predictive(idx[b, : self.T], idx[b, self.T :], self.proba)
-            logits[b, self.T - 1 :, 5:8] = q.clamp_min(1e-12).log().float()
-        return logits, None
-
-
-def test_evaluate_model_accuracy_of_the_oracle_is_bayes_accuracy():
-    ds = w.WeatherDataset("test", seq_len=4, num_instances=400, proba=RANDOM)
-    model = _Oracle(RANDOM, 4).train()
-    acc = w.evaluate_model_accuracy(model, ds, device="cpu", batch_size=32)
-    assert acc.shape == (4,) and model.training  # training mode restored
-    torch.testing.assert_close(acc, w.bayes_accuracy(ds))
-    assert (acc > w.viterbi_accuracy(ds) - 0.05).all()
-
-
 # ---- bad arguments --------------------------------------------------------------------------------------------
 
 
@@ -306,27 +211,3 @@ def test_empty_split_is_an_error():
     first_in_test = w._in_test(w.sample_sequences(w.FIXED_PROBA, 6, [0])[0].tolist(), 0.2)
     with pytest.raises(ValueError, match="is empty with num_instances=1"):
         w.WeatherDataset("train" if first_in_test else "test", num_instances=1, proba=w.FIXED_PROBA)
-
-
-def test_bad_function_arguments():
-    with pytest.raises(ValueError, match="'cloudy' is not a state"):
-        w.bayes_predictive(["walk", "shop"], ["sunny", "cloudy"], w.FIXED_PROBA)
-    with pytest.raises(ValueError, match="5 is not an observation"):
-        w.viterbi([5, 1], w.FIXED_PROBA)
-    with pytest.raises(ValueError, match="3 observations and 1 states"):
-        w.bayes_predictive([0, 1, 2], [7], w.FIXED_PROBA)
-    with pytest.raises(ValueError, match="probability 0 under proba .at state position 1"):
-        w.bayes_predictive(["walk", "tennis"], ["sunny", "snowy"], w.FIXED_PROBA)  # only sunny walks, can't reach snowy
-    with pytest.raises(ValueError, match="unknown method"):
-        w.bayes_floor(w.FIXED_PROBA, 3, method="sampling")
-    with pytest.raises(ValueError, match="too long"):
-        w.bayes_floor(w.FIXED_PROBA, 10, method="exact")
-    with pytest.raises(ValueError, match="has no .proba"):
-        w.bayes_accuracy(torch.utils.data.TensorDataset(torch.zeros(2, 3, dtype=torch.long)))
-
-
-def test_accuracy_helpers_accept_any_dataset_of_items_with_explicit_proba():
-    ds = w.WeatherDataset("test", seq_len=3, num_instances=300, proba=RANDOM)
-    subset = torch.utils.data.Subset(ds, range(len(ds)))  # no .data / .proba: items are rebuilt from (x, y)
-    torch.testing.assert_close(w.bayes_accuracy(subset, proba=RANDOM), w.bayes_accuracy(ds))
-    torch.testing.assert_close(w.viterbi_accuracy(subset, proba=RANDOM), w.viterbi_accuracy(ds))
