@@ -64,7 +64,8 @@ def refresh(path: Path, timeout: int = 600) -> None:
 
     nb = nbformat.read(path, as_version=4)
     env_before = dict(os.environ)
-    os.environ.update(LABSUPPORT_PROFILE="smoke", MPLBACKEND="Agg")
+    os.environ.update(LABSUPPORT_PROFILE="smoke", MPLBACKEND="Agg",
+                      OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
     os.environ.pop("LABSUPPORT_RESULTS", None)
     try:
         NotebookClient(nb, timeout=timeout, kernel_name="python3",

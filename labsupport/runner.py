@@ -57,7 +57,8 @@ def run_lab(path: Path, profile: str, timeout: int, out_dir: Path) -> LabResult:
     results = (out_dir / f"{path.stem}.results.json").resolve()
     results.unlink(missing_ok=True)
     env_before = dict(os.environ)
-    os.environ.update(LABSUPPORT_PROFILE=profile, LABSUPPORT_RESULTS=str(results), MPLBACKEND="Agg")
+    os.environ.update(LABSUPPORT_PROFILE=profile, LABSUPPORT_RESULTS=str(results), MPLBACKEND="Agg",
+                      OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
     start = time.perf_counter()
     client = NotebookClient(
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}

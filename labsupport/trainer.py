@@ -31,6 +31,7 @@ from labsupport.runtime import get_device, seed_everything
 
 EVENTS = ("on_batch_end", "on_eval")
 CHECKPOINT_VERSION = 1
+SYNC_EVERY = 50  # on CUDA, copy losses to the host every this many steps (not every step)
 
 
 class RandomBatchSampler(Sampler[list[int]]):
@@ -97,10 +98,25 @@ class Trainer:
         self.iter_time = time.time()
         self.iter_dt = 0.0  # seconds taken by the last iteration
         self.loss: torch.Tensor | None = None  # last training loss (detached)
-        self.losses: list[float] = []  # training loss of every iteration
+        self._losses: list[float] = []  # training loss of every iteration (see the `losses` property)
+        self._pending: list[torch.Tensor] = []  # losses still on the device
         self.eval_loss: float | None = None
         self.eval_losses: list[tuple[int, float]] = []  # (iter_num, eval loss)
         seed_everything(self.config.seed)
+
+    @property
+    def losses(self) -> list[float]:
+        """Training loss of every iteration. On CUDA the values are copied to the host in groups (a per-step
+        `.item()` would make the CPU wait for the GPU every step); reading this property flushes them."""
+        if self._pending:
+            self._losses.extend(torch.stack(self._pending).float().cpu().tolist())
+            self._pending.clear()
+        return self._losses
+
+    @losses.setter
+    def losses(self, values: list[float]) -> None:
+        self._pending.clear()
+        self._losses = list(values)
 
     # ------------------------------------------------------------------------------------------ callbacks
 
@@ -164,11 +180,12 @@ class Trainer:
 
                 self.iter_num += 1
                 self.loss = loss.detach()
-                self.losses.append(self.loss.item())
+                self._pending.append(self.loss)
                 now = time.time()
                 self.iter_dt, self.iter_time = now - self.iter_time, now
                 bar.update(1)
-                bar.set_postfix(loss=f"{self.losses[-1]:.4f}", refresh=False)
+                if self.device.type != "cuda" or len(self._pending) >= SYNC_EVERY:
+                    bar.set_postfix(loss=f"{self.losses[-1]:.4f}", refresh=False)
                 if config.eval_interval and self.eval_dataset is not None and self.iter_num % config.eval_interval == 0:
                     self.evaluate()
                 self.trigger_callbacks("on_batch_end")
@@ -182,14 +199,16 @@ class Trainer:
             raise ValueError("no eval_dataset: pass one to Trainer(config, model, train_dataset, eval_dataset)")
         was_training = self.model.training
         self.model.eval()
-        data = iter(self._loader(self.eval_dataset, seed=self.config.seed + 1, start=0))
-        total = 0.0
-        for _ in range(self.config.eval_iters):
-            x, y = (t.to(self.device) for t in next(data))
-            with self._autocast():
-                total += self.model(x, y)[1].item()
-        self.model.train(was_training)
-        self.eval_loss = total / self.config.eval_iters
+        try:
+            data = iter(self._loader(self.eval_dataset, seed=self.config.seed + 1, start=0))
+            total = torch.zeros((), device=self.device)
+            for _ in range(self.config.eval_iters):
+                x, y = (t.to(self.device) for t in next(data))
+                with self._autocast():
+                    total += self.model(x, y)[1].float()
+        finally:
+            self.model.train(was_training)
+        self.eval_loss = total.item() / self.config.eval_iters
         self.eval_losses.append((self.iter_num, self.eval_loss))
         self.trigger_callbacks("on_eval")
         return self.eval_loss
