@@ -9,3 +9,6 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # busy-waiting OpenMP threads make torch crawl when cores are shared (xdist workers, notebook kernels)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one xdist worker per core: a second torch thread per worker only oversubscribes the cores
+    os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -34,11 +34,12 @@ def _is_int(value: object, minimum: int) -> bool:
 
 
 def load_corpus(split: str = "train", level: str = "word", profile: str | None = None) -> str:
-    """One split of WikiText-2 (raw variant) as a single string, lines kept (each ends with a newline).
+    """One split of the course corpus as a single string, lines kept (each ends with a newline).
 
-    Both levels read the same raw text: `WordVocab` splits it on whitespace, `CharVocab` keeps every
-    character. `level` is validated so a typo fails here rather than in the vocabulary.
-    In the smoke profile the text is a small generated corpus in the same format.
+    The `wikitext-2` asset: WikiText-2 (raw variant) in `full`, Shakespeare's plays in `offline`, a small
+    generated corpus in the same format in `smoke`. Both levels read the same raw text: `WordVocab` splits
+    it on whitespace, `CharVocab` keeps every character. `level` is validated so a typo fails here rather
+    than in the vocabulary.
     """
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
