@@ -1,0 +1,361 @@
+"""A word-level LSTM language model and its training loop (Lab 06, IMDB reviews).
+
+    config = LSTMLanguageModel.get_default_config()
+    config.vocab_size = len(vocab)
+    model = LSTMLanguageModel(config)                 # embedding -> LSTM -> linear, logits (B, T, V)
+    train = make_loader(sequences, batch_size=128)    # (x, y) batches, targets padded with <pad>
+    history = fit(model, torch.optim.Adam(model.parameters(), 1e-3), train, epochs=5,
+                  test_loader=test, checkpoint="lstm.pt")   # re-running resumes from the checkpoint
+
+The loss and perplexity count only real tokens: every padded target holds the pad id, which is the
+cross-entropy's `ignore_index`. Sequences come from `textdata.encode_documents` (``<bos> ... <eos>``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import re
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
+
+from labsupport.config import CfgNode
+from labsupport.io import atomic_torch_save
+from labsupport.textdata import BOS_ID, PAD_ID, UNK_ID, BucketBatchSampler, Vocab, lm_collate_fn
+
+SUPPRESS_IDS = (UNK_ID, PAD_ID, BOS_ID)  # never generated: <unk> is not a word, <pad>/<bos> never follow text
+CHECKPOINT_VERSION = 1
+_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+
+
+def clean_review(text: str) -> str:
+    """Replace the HTML line breaks of IMDB reviews (``<br />``, ``<br/>``, ``<br>``) by a space.
+
+    Left in, whitespace tokenization glues them to words ("it.<br", "/><br", "/>the"): junk tokens
+    that are among the most frequent in the corpus and split one word into several vocabulary entries.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"clean_review takes one review (str), got {type(text).__name__}")
+    return _BR.sub(" ", text)
+
+
+# ---------------------------------------------------------------------------------------------- the model
+
+
+class LSTMLanguageModel(nn.Module):
+    """Embedding (padding_idx = pad) -> LSTM (batch_first) -> Linear to the vocabulary."""
+
+    @staticmethod
+    def get_default_config() -> CfgNode:
+        C = CfgNode()
+        C.vocab_size = None  # required: len(vocab)
+        C.embed_dim = 300
+        C.hidden_size = 256
+        C.num_layers = 1
+        C.dropout = 0.0  # on the LSTM outputs (and between layers when num_layers > 1)
+        C.pad_id = PAD_ID  # its embedding stays zero and it is the loss's ignore_index
+        return C
+
+    def __init__(self, config: CfgNode):
+        super().__init__()
+        C = LSTMLanguageModel.get_default_config().merge_from_dict(config.to_dict())
+        if not isinstance(C.vocab_size, int) or C.vocab_size < 2:
+            raise ValueError(f"config.vocab_size must be an integer >= 2 (set it to len(vocab)), got {C.vocab_size!r}")
+        for key in ("embed_dim", "hidden_size", "num_layers"):
+            if not isinstance(getattr(C, key), int) or getattr(C, key) < 1:
+                raise ValueError(f"config.{key} must be an integer >= 1, got {getattr(C, key)!r}")
+        if not 0 <= C.pad_id < C.vocab_size:
+            raise ValueError(f"config.pad_id must be a token id in 0..{C.vocab_size - 1}, got {C.pad_id!r}")
+        if not 0 <= C.dropout < 1:
+            raise ValueError(f"config.dropout must be in [0, 1), got {C.dropout!r}")
+        self.config, self.pad_id = C, C.pad_id
+        self.embedding = nn.Embedding(C.vocab_size, C.embed_dim, padding_idx=C.pad_id)
+        self.lstm = nn.LSTM(C.embed_dim, C.hidden_size, C.num_layers, batch_first=True,
+                            dropout=C.dropout if C.num_layers > 1 else 0.0)
+        self.drop = nn.Dropout(C.dropout)
+        self.head = nn.Linear(C.hidden_size, C.vocab_size)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx (B, T) token ids -> (logits (B, T, V), loss or None). The loss ignores targets == pad_id."""
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype != torch.long:
+            got = f"{tuple(idx.shape)} {idx.dtype}" if isinstance(idx, torch.Tensor) else type(idx).__name__
+            raise ValueError(f"idx must be a LongTensor of token ids with shape (B, T), got {got}")
+        if targets is not None and targets.shape != idx.shape:
+            raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
+        V = self.config.vocab_size
+        if idx.device.type == "cpu" and idx.numel() and not 0 <= int(idx.min()) <= int(idx.max()) < V:
+            raise ValueError(f"token ids must be in 0..{V - 1}, got ids {int(idx.min())}..{int(idx.max())}")
+        x = self.embedding(idx)  # (B, T, E)
+        # Autocast would run cuDNN's LSTM in float16 whatever dtype it was given; the recurrence (a long running
+        # sum in the cell state) stays float32 and only the big output matmul below uses bfloat16.
+        with torch.autocast(device_type=idx.device.type, enabled=False):
+            h, _ = self.lstm(x.float())  # (B, T, H)
+        logits = self.head(self.drop(h))  # (B, T, V)
+        loss = None if targets is None else lm_loss(logits, targets, self.pad_id)
+        return logits, loss
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the config and state dict (atomically); `LSTMLanguageModel.load(path)` rebuilds the model."""
+        atomic_torch_save({"config": self.config.to_dict(), "state_dict": self.state_dict()}, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> LSTMLanguageModel:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+        if not isinstance(data, dict) or "config" not in data or "state_dict" not in data:
+            raise ValueError(f"{path} was not written by LSTMLanguageModel.save (a training checkpoint? "
+                             f"use load_checkpoint)")
+        model = cls(CfgNode(**data["config"]))
+        model.load_state_dict(data["state_dict"])
+        return model
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor, pad_id: int = PAD_ID) -> torch.Tensor:
+    """Mean cross-entropy over the targets that are not `pad_id`: logits (B, T, V), targets (B, T) -> scalar."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=pad_id)
+
+
+def perplexity(losses: Sequence[float] | torch.Tensor, counts: Sequence[int] | torch.Tensor) -> float:
+    """exp of the token-weighted mean loss: batch losses (mean NLL per token) and their token counts.
+
+    The mean of batch means would over-weight short batches; weighting by tokens gives exp(total NLL / tokens).
+    """
+    losses = torch.as_tensor(losses, dtype=torch.float64).flatten()
+    counts = torch.as_tensor(counts, dtype=torch.float64).flatten()
+    if losses.shape != counts.shape or counts.numel() == 0:
+        raise ValueError(f"need one token count per loss, got {losses.numel()} losses and {counts.numel()} counts")
+    if counts.sum() <= 0:
+        raise ValueError("the token counts sum to 0: there is nothing to average")
+    return math.exp(float((losses * counts).sum() / counts.sum()))
+
+
+def unigram_perplexity(train: Iterable[Sequence[int]], test: Iterable[Sequence[int]], vocab_size: int,
+                       pad_id: int = PAD_ID) -> float:
+    """The baseline to beat: perplexity on `test` of add-one-smoothed word frequencies counted on `train`.
+
+    Like the LM, it predicts every token after the first of each sequence (``<bos>`` is never a target).
+    """
+    def targets(seqs):
+        ids = torch.cat([torch.as_tensor(s[1:], dtype=torch.long) for s in seqs])
+        return ids[ids != pad_id]
+
+    counts = torch.bincount(targets(train), minlength=vocab_size).double() + 1  # (V,)
+    logp = (counts / counts.sum()).log()
+    return math.exp(-float(logp[targets(test)].mean()))
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def make_loader(sequences: Sequence[Sequence[int]], batch_size: int, *, shuffle: bool = True, bucket: bool = True,
+                seed: int = 0, pad_id: int = PAD_ID, pin_memory: bool = False) -> DataLoader:
+    """(x, y) batches from token sequences ``<bos> ... <eos>`` of any lengths: x = s[:-1], y = s[1:].
+
+    Each batch is padded to its longest sequence, targets with `pad_id` (the loss ignores them).
+    `bucket` groups similar lengths (fewer pads); with `shuffle` and no `bucket` the batches are plain random
+    ones (BucketBatchSampler with pools of one batch). The order depends only on (seed, epoch): call
+    ``loader.batch_sampler.set_epoch(epoch)`` (`fit` does) so a resumed run sees the same batches.
+    """
+    seqs = [torch.as_tensor(s, dtype=torch.long) for s in sequences]
+    if not seqs:
+        raise ValueError("sequences is empty: nothing to batch")
+    if any(len(s) < 2 for s in seqs):
+        raise ValueError("every sequence needs >= 2 tokens (an input and a target); use encode_documents(...)")
+    if shuffle or bucket:
+        sampler = BucketBatchSampler([len(s) for s in seqs], batch_size, shuffle=shuffle, seed=seed,
+                                     pool_factor=50 if bucket else 1)
+    else:
+        sampler = BatchSampler(SequentialSampler(seqs), batch_size, drop_last=False)
+    # a private generator: creating the iterator must not consume the global torch RNG (keeps resumes exact)
+    return DataLoader(seqs, batch_sampler=sampler, collate_fn=lm_collate_fn(pad_id=pad_id, ignore_index=pad_id),
+                      pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def uses_bf16(device: torch.device | str) -> bool:
+    """True on CUDA GPUs with native bfloat16 (Ampere and newer); older GPUs (e.g. a T4) only emulate it."""
+    device = torch.device(device)
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def autocast(device: torch.device | str, enabled: bool = True):
+    """bfloat16 autocast where `uses_bf16` (the model keeps its LSTM in float32); a no-op elsewhere."""
+    if enabled and uses_bf16(device):
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _pad_id(model: nn.Module) -> int:
+    return getattr(model, "pad_id", PAD_ID)
+
+
+def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, *, amp: bool = True,
+                grad_clip: float | None = 1.0, progress: bool = True, desc: str = "train") -> dict[str, float]:
+    """One pass over `loader` on the model's device. Returns the token-weighted mean loss and its perplexity."""
+    from tqdm.auto import tqdm
+
+    device, pad_id = _device(model), _pad_id(model)
+    model.train()
+    total = torch.zeros((), dtype=torch.float64, device=device)  # summed NLL, kept on device: no sync per step
+    n_tokens = n_samples = 0
+    start = time.perf_counter()
+    bar = tqdm(loader, desc=desc, disable=not progress, leave=True)
+    for step, (x, y) in enumerate(bar):
+        n = int((y != pad_id).sum())  # counted on the CPU copy: no GPU sync
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)  # (B, T), (B, T)
+        with autocast(device, amp):
+            _, loss = model(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        total += loss.detach().double() * n
+        n_tokens, n_samples = n_tokens + n, n_samples + x.size(0)
+        if progress and (step % 20 == 0 or step == len(loader) - 1):
+            mean = float(total) / max(n_tokens, 1)
+            bar.set_postfix(loss=f"{mean:.3f}", ppl=f"{math.exp(mean):.1f}", refresh=False)
+    bar.close()
+    mean = float(total) / max(n_tokens, 1)
+    return {"loss": mean, "perplexity": math.exp(mean), "tokens": n_tokens, "samples": n_samples,
+            "seconds": time.perf_counter() - start}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, *, amp: bool = True) -> dict[str, float]:
+    """Token-weighted mean loss and perplexity over `loader` (pads ignored), in eval mode."""
+    device, pad_id = _device(model), _pad_id(model)
+    was_training = model.training
+    model.eval()
+    total, n_tokens = torch.zeros((), dtype=torch.float64, device=device), 0
+    for x, y in loader:
+        n = int((y != pad_id).sum())
+        x, y = x.to(device), y.to(device)
+        with autocast(device, amp):
+            _, loss = model(x, y)
+        total += loss.double() * n
+        n_tokens += n
+    model.train(was_training)
+    if n_tokens == 0:
+        raise ValueError("the loader holds no target tokens (only pads?)")
+    mean = float(total) / n_tokens
+    return {"loss": mean, "perplexity": math.exp(mean), "tokens": n_tokens}
+
+
+def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: DataLoader, epochs: int, *,
+        test_loader: DataLoader | None = None, checkpoint: str | os.PathLike | None = None, amp: bool = True,
+        grad_clip: float | None = 1.0, progress: bool = True) -> dict[str, list[float]]:
+    """Train until `epochs` epochs are done; returns the per-epoch history (train/test loss and perplexity).
+
+    With `checkpoint`, model + optimizer + epoch + history + RNG states are written atomically after every
+    epoch, and an existing checkpoint is resumed first: re-running after a crash continues where it stopped
+    and gives the same numbers as an uninterrupted run.
+    """
+    history: dict[str, list[float]] = {k: [] for k in ("train_loss", "train_perplexity", "test_loss",
+                                                        "test_perplexity", "seconds")}
+    start = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint, model, optimizer)
+        start, history = state["epoch"], state["history"]
+        print(f"resumed from {checkpoint} after epoch {start}")
+    for epoch in range(start, epochs):
+        set_epoch = getattr(train_loader.batch_sampler, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch)
+        stats = train_epoch(model, train_loader, optimizer, amp=amp, grad_clip=grad_clip, progress=progress,
+                            desc=f"epoch {epoch + 1}/{epochs}")
+        history["train_loss"].append(stats["loss"])
+        history["train_perplexity"].append(stats["perplexity"])
+        history["seconds"].append(stats["seconds"])
+        line = f"epoch {epoch + 1}: train loss {stats['loss']:.3f} (ppl {stats['perplexity']:.1f})"
+        if test_loader is not None:
+            test = evaluate(model, test_loader, amp=amp)
+            history["test_loss"].append(test["loss"])
+            history["test_perplexity"].append(test["perplexity"])
+            line += f", test loss {test['loss']:.3f} (ppl {test['perplexity']:.1f})"
+        if progress:
+            print(line)
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, optimizer, epoch + 1, history)
+    return history
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+
+def _rng_state() -> dict[str, Any]:
+    kind, keys, *rest = np.random.get_state()
+    return {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), *rest),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(rng: dict[str, Any]) -> None:
+    random.setstate(rng["python"])
+    kind, keys, *rest = rng["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
+                    history: dict[str, list[float]] | None = None) -> None:
+    """Everything a resumed run needs, written atomically (a killed run never leaves a half-written file)."""
+    atomic_torch_save({"version": CHECKPOINT_VERSION, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                       "epoch": epoch, "history": history or {}, "rng": _rng_state()}, path)
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None
+                    ) -> dict[str, Any]:
+    """Restore model (+ optimizer and RNG states) from `save_checkpoint`; returns {"epoch", "history"}."""
+    ckpt = torch.load(path, map_location=_device(model), weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path} is not a Lab 06 training checkpoint (written by save_checkpoint)")
+    model.load_state_dict(ckpt["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    _set_rng_state(ckpt["rng"])
+    return {"epoch": ckpt["epoch"], "history": ckpt["history"]}
+
+
+# ---------------------------------------------------------------------------------------------- generation
+
+
+def complete(model: nn.Module, vocab: Vocab, prompt: str = "", max_new_tokens: int = 40, *,
+             temperature: float = 1.0, seed: int | None = None, n: int = 1) -> list[str]:
+    """`n` continuations of `prompt` (after <bos>), sampled with `labsupport.generate` until <eos> or the
+    length limit; <unk>, <pad> and <bos> are masked out, so they are never emitted."""
+    from labsupport.generate import generate
+
+    prompt_ids = [BOS_ID, *vocab.encode(prompt)]
+    idx = torch.tensor([prompt_ids] * n)  # (n, T)
+    out = generate(model, idx, max_new_tokens, temperature=temperature, seed=seed, eos_id=vocab.eos_id,
+                   suppress_ids=SUPPRESS_IDS)  # (n, T + S)
+    return [vocab.decode(row, skip_specials=True) for row in out]
+
+
+__all__ = [
+    "SUPPRESS_IDS", "LSTMLanguageModel", "autocast", "clean_review", "complete", "evaluate", "fit", "lm_loss",
+    "load_checkpoint", "make_loader", "perplexity", "save_checkpoint", "train_epoch", "unigram_perplexity",
+    "uses_bf16",
+]
