@@ -155,6 +155,9 @@ def rotten_tomatoes(split: str, streaming: bool = False):
     _check_split("sst2", split, ("train", "validation", "test"))
     valid = split != "train"  # there is no labelled test set: test == validation offline
     rows = _movie_rows("rotten_tomatoes", streaming).filter(lambda row: held_out(row["text"]) == valid)
+    # the file lists all positive sentences, then all negative ones: shuffle (seeded) so that any prefix
+    # (take(n), a subset) holds both classes; the buffer covers all 8,530 sentences
+    rows = rows.shuffle(seed=0, buffer_size=10_000) if streaming else rows.shuffle(seed=0).flatten_indices()
     rows = rows.remove_columns(["source"]).rename_column("text", "sentence")
     rows = rows.map(lambda row, i: {"idx": i}, with_indices=True)
     features = datasets.Features({"idx": datasets.Value("int32"), "sentence": datasets.Value("string"),

@@ -65,11 +65,14 @@ def test_movie_review_counts():
 
 
 @needs
-def test_streaming_matches_in_memory():
+def test_streaming_matches_in_memory_and_prefixes_hold_both_classes():
     stream = assets.load_dataset("poem_sentiment", "validation", streaming=True, profile="offline")
-    first = next(iter(stream))
     table = assets.load_dataset("poem_sentiment", "validation", profile="offline")
-    assert first == table[0] and set(first) == {"id", "verse_text", "label"}
+    streamed = list(stream)
+    assert set(streamed[0]) == {"id", "verse_text", "label"}
+    assert sorted(r["verse_text"] for r in streamed) == sorted(table["verse_text"])
+    # the source file is sorted by label; a prefix of either view must not be one class
+    assert set(table["label"][:50]) == {0, 1} and {r["label"] for r in streamed[:50]} == {0, 1}
 
 
 @needs
