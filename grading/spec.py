@@ -24,7 +24,7 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    test_seconds: float = 10.0  # wall time per test (and for running an exercise's code)
+    test_seconds: float = 10.0  # CPU seconds per test and for running an exercise's code (wall backstop 5x + 2 s)
     notebook_seconds: float = 300.0  # wall time for a whole submission
     memory_mb: int = 2048  # address space a test may add on top of the preloaded libraries
     processes: int = 64  # processes a submission may run at once
