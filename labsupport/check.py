@@ -27,6 +27,18 @@ class Exercise:
 EXERCISES: dict[str, Exercise] = {}
 
 
+def short(x: object, n: int = 160) -> str:
+    """repr(x), cut to n characters, for failure messages."""
+    s = repr(x)
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
+def expect_equal(got: object, want: object, what: str) -> None:
+    """Fail the check with "<what>: expected <want>, got <got>" unless they are equal."""
+    if got != want:
+        raise AssertionError(f"{what}: expected {short(want)}, got {short(got)}")
+
+
 def exercise(id: str, title: str, hint: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a check function under an exercise id."""
 

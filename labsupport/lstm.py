@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -23,7 +22,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -31,6 +29,7 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from labsupport.config import CfgNode
 from labsupport.io import atomic_torch_save
+from labsupport.runtime import rng_state, set_rng_state
 from labsupport.textdata import BOS_ID, PAD_ID, UNK_ID, BucketBatchSampler, Vocab, lm_collate_fn
 
 SUPPRESS_IDS = (UNK_ID, PAD_ID, BOS_ID)  # never generated: <unk> is not a word, <pad>/<bos> never follow text
@@ -302,27 +301,11 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: DataLo
 # ---------------------------------------------------------------------------------------------- checkpoints
 
 
-def _rng_state() -> dict[str, Any]:
-    kind, keys, *rest = np.random.get_state()
-    return {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), *rest),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def _set_rng_state(rng: dict[str, Any]) -> None:
-    random.setstate(rng["python"])
-    kind, keys, *rest = rng["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-
-
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
                     history: dict[str, list[float]] | None = None) -> None:
     """Everything a resumed run needs, written atomically (a killed run never leaves a half-written file)."""
     atomic_torch_save({"version": CHECKPOINT_VERSION, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                       "epoch": epoch, "history": history or {}, "rng": _rng_state()}, path)
+                       "epoch": epoch, "history": history or {}, "rng": rng_state()}, path)
 
 
 def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None
@@ -334,7 +317,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
     model.load_state_dict(ckpt["model"])
     if optimizer is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
-    _set_rng_state(ckpt["rng"])
+    set_rng_state(ckpt["rng"])
     return {"epoch": ckpt["epoch"], "history": ckpt["history"]}
 
 

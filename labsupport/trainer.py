@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import os
-import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from labsupport.config import CfgNode
 from labsupport.gpt import make_adamw
 from labsupport.io import atomic_torch_save
-from labsupport.runtime import get_device, seed_everything
+from labsupport.runtime import get_device, rng_state, seed_everything, set_rng_state
 
 EVENTS = ("on_batch_end", "on_eval")
 CHECKPOINT_VERSION = 1
@@ -216,7 +215,6 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
-        np_state = np.random.get_state()
         return {
             "version": CHECKPOINT_VERSION,
             "model": self.model.state_dict(),
@@ -226,12 +224,7 @@ class Trainer:
             "eval_losses": list(self.eval_losses),
             # batch k depends only on (seed, k), so the position in the data stream is iter_num
             "sampler": {"seed": self.config.seed, "batch_size": self.config.batch_size, "position": self.iter_num},
-            "rng": {
-                "python": random.getstate(),
-                "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            },
+            "rng": rng_state(),
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -254,10 +247,4 @@ class Trainer:
         self.losses = list(ckpt["losses"])
         self.eval_losses = [tuple(e) for e in ckpt["eval_losses"]]
         self.loss = torch.tensor(self.losses[-1]) if self.losses else None
-        rng = ckpt["rng"]
-        random.setstate(rng["python"])
-        kind, keys, *rest = rng["numpy"]
-        np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        set_rng_state(ckpt["rng"])

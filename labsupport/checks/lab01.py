@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from labsupport import bpe_train
-from labsupport.check import exercise
+from labsupport.check import exercise, expect_equal, short
 
 UNK = "<unk>"
 
@@ -36,14 +36,6 @@ def ref_encode_chars(text: str, vocab: dict[str, int]) -> list[int]:
     return [vocab.get(c, vocab[UNK]) for c in text]
 
 
-def _short(x: object, n: int = 160) -> str:
-    s = repr(x)
-    return s if len(s) <= n else s[: n - 3] + "..."
-
-
-def _expect(got: object, want: object, what: str) -> None:
-    if got != want:
-        raise AssertionError(f"{what}: expected {_short(want)}, got {_short(got)}")
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -68,13 +60,13 @@ PAIR_CASES: list[dict[tuple[str, ...], int]] = [
                'encode_words maps each text.split() word to vocab.get(word, vocab["<unk>"])')
 def check_word_vocab(build_word_vocab: Callable, encode_words: Callable) -> str:
     for texts, size in [(TEXTS, 6), (TEXTS, 1), (TEXTS, 100), ([], 5), (["b a", "a b", "c"], 3)]:
-        _expect(build_word_vocab(copy.deepcopy(texts), size), ref_build_word_vocab(texts, size),
-                f"build_word_vocab({_short(texts, 60)}, max_size={size})")
+        expect_equal(build_word_vocab(copy.deepcopy(texts), size), ref_build_word_vocab(texts, size),
+                f"build_word_vocab({short(texts, 60)}, max_size={size})")
     vocab = ref_build_word_vocab(TEXTS, 6)
     for text in ["the cat sat", "the zebra sat on a mat", "", "  the\n\tdog  ", "The cat"]:
-        _expect(encode_words(text, dict(vocab)), ref_encode_words(text, vocab), f"encode_words({text!r}, vocab)")
+        expect_equal(encode_words(text, dict(vocab)), ref_encode_words(text, vocab), f"encode_words({text!r}, vocab)")
     odd = {"hello": 0, "world": 1, UNK: 7}  # the <unk> id comes from the vocab, not a hard-coded 0
-    _expect(encode_words("hello there world", dict(odd)), [0, 7, 1], f"encode_words('hello there world', {odd})")
+    expect_equal(encode_words("hello there world", dict(odd)), [0, 7, 1], f"encode_words('hello there world', {odd})")
     return "vocabularies and <unk> ids match the reference"
 
 
@@ -83,10 +75,11 @@ def check_word_vocab(build_word_vocab: Callable, encode_words: Callable) -> str:
                'encode_chars gives one id per character, unknown ones -> vocab["<unk>"]')
 def check_char_vocab(build_char_vocab: Callable, encode_chars: Callable) -> str:
     for texts in [TEXTS, ["héllo wörld 🤗", "line one\nline two\t!"], [], [""]]:
-        _expect(build_char_vocab(list(texts)), ref_build_char_vocab(texts), f"build_char_vocab({_short(texts, 60)})")
+        expect_equal(build_char_vocab(list(texts)), ref_build_char_vocab(texts),
+                     f"build_char_vocab({short(texts, 60)})")
     vocab = ref_build_char_vocab(TEXTS)
     for text in ["the cat", "", "THE CAT!", "a  b\n", "🤗"]:
-        _expect(encode_chars(text, dict(vocab)), ref_encode_chars(text, vocab), f"encode_chars({text!r}, vocab)")
+        expect_equal(encode_chars(text, dict(vocab)), ref_encode_chars(text, vocab), f"encode_chars({text!r}, vocab)")
     return "character vocabularies and ids match the reference"
 
 
@@ -96,8 +89,8 @@ def check_count_pairs(count_pairs: Callable) -> str:
     for words in PAIR_CASES:
         before = dict(words)
         got = count_pairs(dict(words))
-        _expect(dict(got), dict(bpe_train.count_pairs(words)), f"count_pairs({_short(words, 80)})")
-        _expect(dict(words), before, "count_pairs must not change its input")
+        expect_equal(dict(got), dict(bpe_train.count_pairs(words)), f"count_pairs({short(words, 80)})")
+        expect_equal(dict(words), before, "count_pairs must not change its input")
     return f"{len(PAIR_CASES)} word-count dicts counted correctly"
 
 
@@ -110,10 +103,10 @@ def check_merge_pair(merge_pair: Callable) -> str:
     for words, pair in cases:
         snapshot = copy.deepcopy(words)
         got = merge_pair(copy.deepcopy(words), pair)
-        _expect(dict(got), bpe_train.merge_pair(words, pair), f"merge_pair({_short(words, 80)}, {pair})")
+        expect_equal(dict(got), bpe_train.merge_pair(words, pair), f"merge_pair({short(words, 80)}, {pair})")
         inp = copy.deepcopy(words)
         merge_pair(inp, pair)
-        _expect(inp, snapshot, "merge_pair must return a new dict and leave its input unchanged")
+        expect_equal(inp, snapshot, "merge_pair must return a new dict and leave its input unchanged")
     return f"{len(cases)} merges match the reference (overlaps included)"
 
 
@@ -125,6 +118,6 @@ def check_learn_merges(learn_merges: Callable) -> str:
              ({("b", "a"): 1, ("a", "b"): 1}, 1)]
     for words, n in cases:
         got = learn_merges(copy.deepcopy(words), n)
-        _expect([tuple(p) for p in got], bpe_train.learn_merges(words, n),
-                f"learn_merges({_short(words, 60)}, num_merges={n})")
+        expect_equal([tuple(p) for p in got], bpe_train.learn_merges(words, n),
+                f"learn_merges({short(words, 60)}, num_merges={n})")
     return "merges match the reference, tie-break and early stop included"

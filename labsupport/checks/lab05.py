@@ -9,17 +9,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from labsupport import streaming
-from labsupport.check import exercise
-
-
-def _short(x: object, n: int = 160) -> str:
-    s = repr(x)
-    return s if len(s) <= n else s[: n - 3] + "..."
-
-
-def _expect(got: object, want: object, what: str) -> None:
-    if got != want:
-        raise AssertionError(f"{what}: expected {_short(want)}, got {_short(got)}")
+from labsupport.check import exercise, expect_equal, short
 
 
 def _raises_value_error(fn: Callable[[], object]) -> bool:
@@ -50,7 +40,7 @@ EXAMPLES = [
           "id) in the tag, one space, the verse unchanged")
 def check_format_example(format_example: Callable) -> str:
     for ex in EXAMPLES:
-        _expect(format_example(dict(ex)), streaming.format_example(ex), f"format_example({_short(ex, 90)})")
+        expect_equal(format_example(dict(ex)), streaming.format_example(ex), f"format_example({short(ex, 90)})")
     return f"{len(EXAMPLES)} examples formatted like the reference"
 
 
@@ -77,7 +67,7 @@ def check_make_blocks(make_blocks: Callable) -> str:
     for docs, block_size, stride in BLOCK_CASES:
         want = list(streaming.make_blocks(docs, block_size, stride, EOS))
         got = make_blocks((list(d) for d in docs), block_size, stride, EOS)  # a generator, like a real stream
-        _expect([list(b) for b in got], want, f"make_blocks({docs}, block_size={block_size}, stride={stride})")
+        expect_equal([list(b) for b in got], want, f"make_blocks({docs}, block_size={block_size}, stride={stride})")
     for block_size, stride in [(4, 0), (4, 5), (1, 1), (4, -1)]:
         if not _raises_value_error(lambda b=block_size, s=stride: make_blocks([[1, 2, 3]], b, s, EOS)):
             raise AssertionError(f"make_blocks(..., block_size={block_size}, stride={stride}) should raise ValueError")
@@ -106,7 +96,7 @@ def check_perplexity(perplexity_from_losses: Callable) -> str:
         if not isinstance(got, (float, int)) and not (torch.is_tensor(got) and got.numel() == 1):
             raise AssertionError(f"perplexity_from_losses should return a number, got {type(got).__name__}")
         if not math.isclose(float(got), want, rel_tol=1e-6):
-            raise AssertionError(f"perplexity_from_losses({_short(losses)}, n_tokens={n_tokens}): "
+            raise AssertionError(f"perplexity_from_losses({short(losses)}, n_tokens={n_tokens}): "
                                  f"expected {want:.6g}, got {float(got):.6g}")
     if not _raises_value_error(lambda: perplexity_from_losses([])):
         raise AssertionError("perplexity_from_losses([]) should raise ValueError (nothing was evaluated)")
