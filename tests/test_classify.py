@@ -25,14 +25,6 @@ from labsupport.trainer import Trainer
 VOCAB, BLOCK = 50, 16
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models run faster on one thread, and much faster when other processes share the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def tiny_gpt(seed=0, n_layer=2, vocab=VOCAB, block=BLOCK):
     torch.manual_seed(seed)

@@ -13,14 +13,6 @@ from labsupport.trainer import Trainer
 T, ITERS, BATCH_SIZE, LR = 6, 600, 64, 3e-3
 
 
-@pytest.fixture
-def one_thread():
-    """gpt-nano's matmuls are tiny: more threads only add synchronisation, and oversubscribe cores under xdist."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.mark.slow
 def test_gpt_nano_trains_to_within_005_nats_of_the_bayes_floor(one_thread):
