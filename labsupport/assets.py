@@ -18,7 +18,7 @@ from typing import Any
 from labsupport import runtime
 from labsupport.io import atomic_dir, cache_dir
 
-SMOKE_VERSION = "v1"  # bump when a smoke builder changes, so stale caches are rebuilt
+SMOKE_VERSION = "v2"  # bump when a smoke builder changes, so stale caches are rebuilt
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def load_tokenizer(name: str, profile: str | None = None, **kwargs: Any):
 
     asset = get_asset(name)
     prof = source_profile(name, profile)
-    if name == "gpt2-tokenizer" or (prof == "smoke" and name in ("gpt2", "causal-lm", "gpt-neo-125M")):
+    if name == "gpt2-tokenizer":
         from labsupport.bpe import hf_gpt2_tokenizer
 
         return hf_gpt2_tokenizer(**kwargs)
@@ -135,11 +135,19 @@ def load_tokenizer(name: str, profile: str | None = None, **kwargs: Any):
 # ---------------------------------------------------------------------------------------------- models
 
 
+def _save_gpt2_tokenizer(out: Path) -> None:
+    """Smoke GPT models ship the real (vendored) GPT-2 tokenizer, like the hub checkpoints they stand in for."""
+    from labsupport.bpe import hf_gpt2_tokenizer
+
+    hf_gpt2_tokenizer().save_pretrained(out)
+
+
 def _smoke_gpt2(out: Path) -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     cfg = GPT2Config(vocab_size=50257, n_positions=256, n_embd=32, n_layer=2, n_head=2)
     GPT2LMHeadModel(cfg).save_pretrained(out)
+    _save_gpt2_tokenizer(out)
 
 
 def _smoke_gpt_neo(out: Path) -> None:
@@ -148,6 +156,7 @@ def _smoke_gpt_neo(out: Path) -> None:
     cfg = GPTNeoConfig(vocab_size=50257, max_position_embeddings=256, hidden_size=32, num_layers=2, num_heads=2,
                        attention_types=[[["global", "local"], 1]], window_size=64)
     GPTNeoForCausalLM(cfg).save_pretrained(out)
+    _save_gpt2_tokenizer(out)
 
 
 SMOKE_BERT_WORDS = (
@@ -185,16 +194,11 @@ def local_model_dir(name: str, profile: str) -> Path:
         return offline.MODEL_DIRS[name]()
     if name not in SMOKE_BUILDERS:
         raise KeyError(f"asset {name!r} has no smoke model; models: {', '.join(sorted(SMOKE_BUILDERS))}")
-    builders = SMOKE_BUILDERS
     target = cache_dir(profile, SMOKE_VERSION) / name
     if not (target / "config.json").exists():
-        with atomic_dir(target) as tmp:
-            state = torch.random.get_rng_state()
-            torch.manual_seed(1234)  # smoke weights are the same on every machine
-            try:
-                builders[name](tmp)
-            finally:
-                torch.random.set_rng_state(state)
+        with atomic_dir(target) as tmp, torch.random.fork_rng(devices=[]):
+            torch.manual_seed(1234)  # smoke weights are the same on every machine; the caller's RNG is untouched
+            SMOKE_BUILDERS[name](tmp)
     return target
 
 
