@@ -55,24 +55,30 @@ def volatile_problems(nb) -> list[str]:
     return problems
 
 
+def execute(nb, path: Path, timeout: int, **env: str | None) -> None:
+    """Run `nb` headless in a fresh kernel working in the notebook's folder. `env` adds variables to the
+    kernel's environment (None removes one); this process's own environment is left alone."""
+    from nbclient import NotebookClient
+
+    kernel_env = {**os.environ, "MPLBACKEND": "Agg", "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    for key, value in env.items():
+        if value is None:
+            kernel_env.pop(key, None)
+        else:
+            kernel_env[key] = value
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    client.execute(env=kernel_env)
+
+
 def refresh(path: Path, timeout: int = 600) -> None:
     """Execute `path` in the smoke profile and write it back with only checked outputs kept."""
     import nbformat
-    from nbclient import NotebookClient
 
     from labsupport.io import atomic_path
 
     nb = nbformat.read(path, as_version=4)
-    env_before = dict(os.environ)
-    os.environ.update(LABSUPPORT_PROFILE="smoke", MPLBACKEND="Agg",
-                      OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
-    os.environ.pop("LABSUPPORT_RESULTS", None)
-    try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(env_before)
+    execute(nb, path, timeout, LABSUPPORT_PROFILE="smoke", LABSUPPORT_RESULTS=None)
     strip_volatile(nb)
     with atomic_path(path) as tmp:
         nbformat.write(nb, tmp)

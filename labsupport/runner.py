@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -50,27 +49,19 @@ def _failing_cell(nb, err: Exception) -> str:
 
 def run_lab(path: Path, profile: str, timeout: int, out_dir: Path) -> LabResult:
     import nbformat
-    from nbclient import NotebookClient
+
+    from labsupport.nbtools import execute
 
     nb = nbformat.read(path, as_version=4)
     # absolute: the kernel runs inside the notebook's folder, not ours
     results = (out_dir / f"{path.stem}.results.json").resolve()
     results.unlink(missing_ok=True)
-    env_before = dict(os.environ)
-    os.environ.update(LABSUPPORT_PROFILE=profile, LABSUPPORT_RESULTS=str(results), MPLBACKEND="Agg",
-                      OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
     start = time.perf_counter()
-    client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-    )
     try:
-        client.execute()
+        execute(nb, path, timeout, LABSUPPORT_PROFILE=profile, LABSUPPORT_RESULTS=str(results))
         status, error = "ok", ""
     except Exception as err:  # CellExecutionError, DeadKernelError, CellTimeoutError
         status, error = "FAILED", _failing_cell(nb, err)
-    finally:
-        os.environ.clear()
-        os.environ.update(env_before)
     seconds = time.perf_counter() - start
     with atomic_path(out_dir / path.name) as tmp:
         nbformat.write(nb, tmp)
