@@ -72,13 +72,13 @@ def execute(nb, path: Path, timeout: int, **env: str | None) -> None:
 
 
 def refresh(path: Path, timeout: int = 600) -> None:
-    """Execute `path` in the smoke profile and write it back with only checked outputs kept."""
+    """Execute `path` in the smoke profile at the tiny scale and write it back with only checked outputs kept."""
     import nbformat
 
     from labsupport.io import atomic_path
 
     nb = nbformat.read(path, as_version=4)
-    execute(nb, path, timeout, LABSUPPORT_PROFILE="smoke", LABSUPPORT_RESULTS=None)
+    execute(nb, path, timeout, LABSUPPORT_PROFILE="smoke", LABSUPPORT_SCALE="tiny", LABSUPPORT_RESULTS=None)
     strip_volatile(nb)
     with atomic_path(path) as tmp:
         nbformat.write(nb, tmp)
