@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from labsupport.core import eval_mode
 from labsupport.weather import (
     _OBS_TOKEN,
     _ST_TOKEN,
@@ -225,10 +226,8 @@ def per_position_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.
 def _evaluate(model: torch.nn.Module, dataset: Dataset, device: Any, batch_size: int) -> tuple[torch.Tensor, ...]:
     """Per-position (mean NLL (T,), accuracy (T,)) of `model` over all of `dataset`, dropout off."""
     device = device if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     nll, hits, n = 0.0, 0.0, 0
-    try:
+    with eval_mode(model):
         for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
             out = model(x.to(device))
             logits = out[0] if isinstance(out, tuple | list) else getattr(out, "logits", out)  # (B, 2T-1, V)
@@ -238,8 +237,6 @@ def _evaluate(model: torch.nn.Module, dataset: Dataset, device: Any, batch_size:
             nll = nll + ce.double().sum(0)
             hits = hits + per_position_accuracy(logits, y) * len(x)
             n += len(x)
-    finally:
-        model.train(was_training)
     if n == 0:
         raise ValueError("the dataset is empty")
     return nll / n, hits / n

@@ -27,11 +27,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from labsupport.core import IGNORE_INDEX
+
 STATES = ("sunny", "rainy", "snowy")  # proba row order
 OBSERVATIONS = ("walk", "shop", "clean", "tennis", "read")  # proba emission column order
 VOCAB = tuple(sorted(OBSERVATIONS)) + tuple(sorted(STATES))  # token id -> name
 STATE_IDS = (5, 6, 7)  # rainy, snowy, sunny: the columns of every returned state distribution
-IGNORE_INDEX = -100
 FIXED_PROBA = {
     "initial": [0.5, 0.3, 0.2],
     "transition": [[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [0.5, 0.0, 0.5]],
