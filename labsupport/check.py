@@ -266,11 +266,17 @@ def _close(got: Any, want: Any, rtol: float, atol: float) -> str | None:
             return f"expected shape {tuple(w.shape)}, got {tuple(g.shape)}"
         if (g.dtype.kind == "f") != (w.dtype.kind == "f") or (g.dtype.kind == "b") != (w.dtype.kind == "b"):
             return f"expected dtype {want.dtype}, got {got.dtype}"
+        small = w.size <= 24
         if w.dtype.kind != "f":
-            return None if np.array_equal(g, w) else "values differ"
+            if np.array_equal(g, w):
+                return None
+            return f"expected {w.tolist()}, got {g.tolist()}" if small else "values differ"
         if np.allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol, atol=atol, equal_nan=True):
             return None
         diff = np.nanmax(np.abs(g.astype(np.float64) - w.astype(np.float64))) if g.size else 0.0
+        if small:
+            return (f"expected {np.round(w.astype(np.float64), 4).tolist()}, got "
+                    f"{np.round(g.astype(np.float64), 4).tolist()} (max abs difference {diff:.3g})")
         return f"max abs difference {diff:.3g}"
     return None if got == want else "values differ"
 
