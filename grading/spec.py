@@ -29,6 +29,7 @@ class Limits:
     memory_mb: int = 2048  # address space a test may add on top of the preloaded libraries
     processes: int = 64  # processes a submission may run at once
     output_mb: int = 16  # largest file (captured stdout included) a submission may write
+    parse_seconds: float = 20.0  # wall time to read and extract one submission (a bounded subprocess)
 
 
 @dataclass(frozen=True)
