@@ -96,3 +96,21 @@ def client(hub_env):
         return proc.stdout
 
     return run
+
+
+@pytest.fixture(scope="session")
+def broken_hub(request, mirror, tmp_path_factory) -> rehearse.HubServer:
+    """A second server whose mirror breaks one thing per dataset, as a hub-side change would:
+    poem_sentiment's `verse_text` column renamed to `text`; sst2 without its validation split."""
+    root = tmp_path_factory.mktemp("broken-mirror") / "mirror"
+    shutil.copytree(mirror, root, symlinks=True)
+    poem = "google-research-datasets/poem_sentiment"
+    splits = {s: ds.rename_column("verse_text", "text") for s, ds in mirror_mod.dataset_splits(poem).items()}
+    mirror_mod.write_dataset(root / "datasets" / poem, poem, splits)
+    mirror_mod.commit_all(root / "datasets" / poem, "rename verse_text to text")
+    sst2 = "stanfordnlp/sst2"
+    splits = {s: ds for s, ds in mirror_mod.dataset_splits(sst2).items() if s != "validation"}
+    (root / "datasets" / sst2 / mirror_mod.DATASETS[sst2][1]["validation"]).unlink()
+    mirror_mod.write_dataset(root / "datasets" / sst2, sst2, splits)
+    mirror_mod.commit_all(root / "datasets" / sst2, "drop the validation split")
+    return start(request, root, tmp_path_factory.mktemp("broken-hub"))
