@@ -179,6 +179,6 @@ def main(labs: list[str] | None, out: Path, timeout: int, serve: bool) -> int:
             from labsupport.runner import REPO, find_labs, run_labs
 
             print("[labsupport] LABSUPPORT_PROFILE unset: each lab's setup() must detect full by itself")
-            return run_labs(find_labs(REPO / "notebooks", labs), None, timeout, out, **env)
+            return run_labs(find_labs(REPO / "notebooks", labs), None, timeout, out, "tiny", **env)
         finally:
             shutil.rmtree(hf_home, ignore_errors=True)
