@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from labsupport.attention import CausalSelfAttention
 from labsupport.config import CfgNode
+from labsupport.precision import fp32_logits
 
 IGNORE_INDEX = -100  # targets equal to this (e.g. padding, prompt tokens) add nothing to the loss
 
@@ -151,7 +152,7 @@ class GPT(nn.Module):
         targets: (B, T) next-token ids; positions whose target is IGNORE_INDEX (-100) are left out of
         the mean cross-entropy (use it for padding or for prompt tokens you do not want to train on).
         """
-        logits = self.lm_head(self.forward_hidden(idx))  # (B, T, vocab_size)
+        logits = fp32_logits(self.lm_head, self.forward_hidden(idx))  # (B, T, vocab_size), float32 under autocast
         loss = None
         if targets is not None:
             if targets.shape != idx.shape:

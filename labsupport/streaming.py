@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from labsupport import assets
+from labsupport import assets, precision
+from labsupport.precision import fp32_logits
 
 SENTIMENT_TOKENS = tuple(f"<sentiment_{i}>" for i in range(4))
 COLUMNS = ("id", "verse_text", "label")
@@ -229,7 +230,7 @@ def token_nll(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, body
     hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]  # [N, T-1, H]
     head = model.get_output_embeddings()
     flat_hidden, flat_targets = hidden.reshape(-1, hidden.shape[-1]), input_ids[:, 1:].reshape(-1)
-    nll = [F.cross_entropy(head(h).float(), t, reduction="none")  # [rows, vocab] logits, then [rows]
+    nll = [F.cross_entropy(fp32_logits(head, h), t, reduction="none")  # [rows, vocab] float32 logits, then [rows]
            for h, t in zip(flat_hidden.split(chunk_rows), flat_targets.split(chunk_rows))]
     return torch.cat(nll).view(input_ids.shape[0], -1)
 
@@ -275,16 +276,18 @@ class EvalResult:
 
 def evaluate(model, tokenizer, stream: datasets.IterableDataset | datasets.Dataset, *, block_size: int = 128,
              stride: int = 96, batch_size: int = 64, max_batches: int | None = None, num_workers: int | None = None,
-             docs_per_shard: int = 256, drop_last: bool = False, bf16: bool | None = None, compile: bool = False,
+             docs_per_shard: int = 256, drop_last: bool = False, amp: bool = True, compile: bool = False,
              progress: bool = False) -> EvalResult:
-    """Stage 7, fast: batched tokenization in DataLoader workers, large batches, bf16 autocast, pinned memory
-    with non-blocking copies and no host sync per batch on CUDA; optional torch.compile.
+    """Stage 7, fast: batched tokenization in DataLoader workers, large batches, mixed precision where the
+    project's policy allows it (`labsupport.precision.amp`: never for GPT-Neo, logits always float32), pinned
+    memory with non-blocking copies and no host sync per batch on CUDA; optional torch.compile.
 
-    Defaults on CUDA: bf16=True, num_workers=min(4, cpus - 1); on CPU/MPS: fp32, num_workers=0.
+    Defaults on CUDA: num_workers=min(4, cpus - 1); on CPU/MPS: float32, num_workers=0. amp=False: float32.
     """
     device = next(model.parameters()).device
     cuda = device.type == "cuda"
-    bf16 = cuda if bf16 is None else bf16
+    policy = precision.amp(device, training=False, model=model) if amp else precision.Precision(
+        device.type, None, False, "float32: amp=False")
     if num_workers is None:
         num_workers = max(0, min(4, (os.cpu_count() or 1) - 1)) if cuda else 0
     max_pos = getattr(model.config, "max_position_embeddings", None)
@@ -296,7 +299,7 @@ def evaluate(model, tokenizer, stream: datasets.IterableDataset | datasets.Datas
     sample = None
     start = time.perf_counter()
     loader = make_dataloader(dataset, batch_size, num_workers, pin_memory=cuda)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+    with torch.inference_mode(), policy.autocast():
         for batch in _progress(progress, islice(loader, max_batches), "evaluating"):
             if sample is None:
                 sample = batch["input_ids"][0][batch["attention_mask"][0].bool()].tolist()
@@ -325,5 +328,5 @@ def evaluate(model, tokenizer, stream: datasets.IterableDataset | datasets.Datas
         tokens=n_tokens, naive_targets=int(totals[1]), sliding_targets=int(totals[3]), seconds=seconds,
         tokens_per_s=n_tokens / seconds, sample=tokenizer.decode(sample),
         settings=dict(block_size=block_size, stride=stride, batch_size=batch_size, num_workers=num_workers,
-                      bf16=bf16, compile=compile, device=str(device)),
+                      precision=policy.name, compile=compile, device=str(device)),
     )
