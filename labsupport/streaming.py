@@ -201,6 +201,10 @@ def collate_blocks(blocks: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
 
 def make_dataloader(dataset: StreamingLMIterableDataset, batch_size: int = 64, num_workers: int = 0,
                     pin_memory: bool = False) -> DataLoader:
+    if num_workers:
+        # the tokenizer's Rust thread pool may already have run in this process; a forked worker would inherit
+        # it locked, so tokenizers disables it there with a warning. Turn it off before forking, as it asks.
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
     return DataLoader(dataset, batch_size=batch_size, collate_fn=collate_blocks, num_workers=num_workers,
                       pin_memory=pin_memory, prefetch_factor=4 if num_workers else None)
 
@@ -227,7 +231,9 @@ def token_nll(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, body
     model's transformer (default `model.base_model`; pass a torch.compile'd one to speed it up).
     """
     body = model.base_model if body is None else body
-    hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]  # [N, T-1, H]
+    # use_cache=False: an evaluation never generates, so building a KV cache per batch is wasted work
+    out = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    hidden = out.last_hidden_state[:, :-1]  # [N, T-1, H]
     head = model.get_output_embeddings()
     flat_hidden, flat_targets = hidden.reshape(-1, hidden.shape[-1]), input_ids[:, 1:].reshape(-1)
     nll = [F.cross_entropy(fp32_logits(head, h), t, reduction="none")  # [rows, vocab] float32 logits, then [rows]

@@ -171,3 +171,23 @@ def test_lab05_perplexity_under_the_policy_is_within_1_percent_of_fp32(monkeypat
     assert neo.dtype is None  # GPT-Neo: float32 whatever the GPU
     assert other.dtype is (torch.float16 if cap == (7, 5) else torch.bfloat16)
     assert mixed.settings["precision"] == other.name
+
+
+def test_evaluation_forwards_build_no_kv_cache(tokenizer):
+    model = tiny_neo()
+    model.resize_token_embeddings(len(tokenizer))
+    seen = []
+    model.base_model.register_forward_hook(lambda m, args, kwargs, out: seen.append(
+        (kwargs.get("use_cache"), out.past_key_values)), with_kwargs=True)
+    streaming.evaluate(model, tokenizer, streaming.load_stream("train").take(5), block_size=32, stride=24,
+                       batch_size=4)
+    assert seen and all(use_cache is False and past is None for use_cache, past in seen)
+
+
+def test_workers_fork_with_tokenizer_parallelism_off(monkeypatch, tokenizer):
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
+    ds = streaming.StreamingLMIterableDataset(streaming.load_stream("train").take(4), tokenizer, 32, 24)
+    streaming.make_dataloader(ds, batch_size=2, num_workers=2)
+    import os
+
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
