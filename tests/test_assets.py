@@ -30,8 +30,22 @@ def test_registry_has_a_source_for_every_profile():
 
 
 def test_full_profile_points_at_hub_ids():
-    assert assets.model_source("gpt2", "full") == "gpt2"
-    assert assets.model_source("gpt-neo-125M", "full") == "EleutherAI/gpt-neo-125M"
+    assert assets.model_source("gpt2", "full") == "openai-community/gpt2"
+    assert assets.model_source("gpt-neo-125M", "full") == "EleutherAI/gpt-neo-125m"
+
+
+def test_full_ids_are_canonical_and_rehearsed():
+    """Every hub id the labs use is served by the rehearsal mirror (under that exact, canonical id)."""
+    from labsupport.rehearse import mirror
+
+    for asset in assets.REGISTRY.values():
+        repo, _, config = asset.full.partition("::")
+        if asset.kind == "dataset":
+            assert repo in mirror.DATASETS, asset.name
+            assert (config or None) == mirror.DATASETS[repo][0] or not config, asset.name
+        else:
+            assert repo in mirror.MODEL_BUILDERS, asset.name
+        assert "/" in repo, f"{asset.name}: {repo!r} is a legacy id without its organisation"
 
 
 def test_smoke_models_are_seeded_and_built_through_from_pretrained(private_cache, tmp_path, monkeypatch):
@@ -122,3 +136,17 @@ def test_offline_without_source_falls_back_to_smoke_loudly(monkeypatch):
     )
     with pytest.warns(UserWarning, match="no-such-pkg==1.0.*not installed"):
         assert assets.source_profile("imdb", "offline") == "smoke"
+
+
+def test_a_dataset_without_the_columns_the_labs_read_fails_at_load():
+    import datasets
+
+    renamed = datasets.Dataset.from_dict({"id": [0], "text": ["the sea"], "label": [1]})
+    with pytest.raises(ValueError, match=r"'poem_sentiment' \(x on the hub\) split 'train' lacks column\(s\) "
+                                         r"\['verse_text'\]; it has \['id', 'text', 'label'\].*LABSUPPORT_PROFILE"):
+        assets.check_columns(renamed, assets.get_asset("poem_sentiment"), "train", "x on the hub")
+    extra = renamed.add_column("verse_text", ["the sea"])  # an added column is harmless
+    assert assets.check_columns(extra, assets.get_asset("poem_sentiment"), "train", "smoke") is extra
+    for name in ("poem_sentiment", "imdb", "sst2", "wikitext-2"):  # the smoke fixtures pass their own check
+        assets.load_dataset(name, "train", profile="smoke")
+        assets.load_dataset(name, "train", streaming=True, profile="smoke")
