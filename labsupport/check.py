@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from labsupport import checks  # the package only (empty __init__); each lab's checks load on demand
+
 
 @dataclass(frozen=True)
 class Exercise:
@@ -52,8 +54,6 @@ def exercise(id: str, title: str, hint: str) -> Callable[[Callable[..., Any]], C
 
 
 def _load_all() -> None:
-    from labsupport import checks
-
     for mod in pkgutil.iter_modules(checks.__path__):
         importlib.import_module(f"labsupport.checks.{mod.name}")
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from labsupport.io import atomic_path
+
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 
 
@@ -58,7 +60,7 @@ def volatile_problems(nb) -> list[str]:
 def execute(nb, path: Path, timeout: int, **env: str | None) -> None:
     """Run `nb` headless in a fresh kernel working in the notebook's folder. `env` adds variables to the
     kernel's environment (None removes one); this process's own environment is left alone."""
-    from nbclient import NotebookClient
+    from nbclient import NotebookClient  # heavy (~1 s, jupyter_client + zmq): only executing needs it
 
     kernel_env = {**os.environ, "MPLBACKEND": "Agg", "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     for key, value in env.items():
@@ -73,9 +75,8 @@ def execute(nb, path: Path, timeout: int, **env: str | None) -> None:
 
 def refresh(path: Path, timeout: int = 600) -> None:
     """Execute `path` in the smoke profile and write it back with only checked outputs kept."""
-    import nbformat
+    import nbformat  # heavy (~1 s with jsonschema): only refreshing needs it
 
-    from labsupport.io import atomic_path
 
     nb = nbformat.read(path, as_version=4)
     execute(nb, path, timeout, LABSUPPORT_PROFILE="smoke", LABSUPPORT_RESULTS=None)

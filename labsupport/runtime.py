@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from labsupport.io import atomic_write_json
+
 PROFILES = ("full", "offline", "smoke")
 HUB_HOST = "huggingface.co"
 
@@ -175,8 +177,6 @@ def record(**numbers: Any) -> dict[str, Any]:
     Values are printed; when $LABSUPPORT_RESULTS names a JSON file (the runner sets it) they are
     merged into it atomically.
     """
-    from labsupport.io import atomic_write_json
-
     clean = {k: (round(float(v), 4) if isinstance(v, (float, np.floating)) else v) for k, v in numbers.items()}
     for value in clean.values():
         if not isinstance(value, (str, int, float, bool)):
