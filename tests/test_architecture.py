@@ -62,8 +62,11 @@ def labsupport_imports(tree: ast.AST) -> set[str]:
                 continue
             if len(parts) > 1:
                 found.add(".".join(parts[1:3]))
-            else:  # from labsupport import assets, check
-                found.update(alias.name for alias in node.names)
+            else:  # from labsupport import assets, check (modules; RELEASE and the like are names of __init__)
+                found.update(a.name for a in node.names if (PACKAGE / f"{a.name}.py").exists()
+                             or (PACKAGE / a.name).is_dir())
+                if any(not ((PACKAGE / f"{a.name}.py").exists() or (PACKAGE / a.name).is_dir()) for a in node.names):
+                    found.add("__init__")
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
