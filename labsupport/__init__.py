@@ -1,16 +1,7 @@
 """labsupport: the tested support package behind the Transformer Labs notebooks."""
 
-from labsupport import assets, runtime
 from labsupport.check import check
-from labsupport.runtime import LabConfig, get_device, record, seed_everything
-
-
-def setup(lab: str, profile: str | None = None, seed: int = 0, device: str | None = None,
-          scale: str | None = None) -> LabConfig:
-    """Every lab's first call: resolve the profile (the offline profile when its assets are installed), device
-    and scale, seed everything, print what was chosen and why. See `labsupport.runtime.setup`."""
-    return runtime.setup(lab, profile, seed, device, scale, missing_offline=assets.missing_offline_packages)
-
+from labsupport.runtime import LabConfig, get_device, record, seed_everything, setup
 
 __all__ = ["LabConfig", "check", "get_device", "record", "seed_everything", "setup"]
 __version__ = "0.1.0"

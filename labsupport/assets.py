@@ -104,7 +104,7 @@ def missing_offline_packages() -> list[str]:
 def source_profile(name: str, profile: str | None = None) -> str:
     """The profile whose source serves `name`: `offline` falls back to `smoke`, loudly, when missing."""
     asset = get_asset(name)
-    profile = runtime.validate_profile(profile or runtime.resolve_profile(missing_offline=missing_offline_packages)[0])
+    profile = runtime.validate_profile(profile or runtime.current_profile())
     if profile != "offline" or isinstance(asset.offline, str):
         return profile
     if asset.offline is None:

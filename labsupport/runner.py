@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labsupport import assets, runtime
+from labsupport import runtime
 from labsupport.io import atomic_path
 from labsupport.nbtools import execute, refresh
 
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             refresh(path)
         return 0
 
-    profile, why = runtime.resolve_profile(args.profile, assets.missing_offline_packages)
+    profile, why = runtime.resolve_profile(args.profile)
     scale, scale_why = runtime.resolve_scale(profile, runtime.get_device(), args.scale)
     labs = find_labs(args.notebooks, args.labs.split(",") if args.labs else None)
     if not labs:

