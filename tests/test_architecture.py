@@ -14,8 +14,10 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "labsupport"
 
 # Known exceptions (importer, imported) and why; each goes away with the rest of issue 15.
-KNOWN_UPWARD = {
-    ("runtime", "assets"): "resolve_profile asks assets.missing_offline_packages (offline readiness to be passed in)",
+KNOWN_UPWARD: dict[tuple[str, str], str] = {}
+KNOWN_CYCLE = {  # edges left out of the cycle check
+    ("runner", "rehearse"): "runner's CLI dispatches `python -m labsupport rehearse`, and rehearse runs the labs "
+                            "with runner.run_labs (fix: move the CLI into __main__)",
 }
 KNOWN_MODEL_REGISTRY = {"gpt": "GPT.from_pretrained resolves the name 'gpt2' through assets"}
 KNOWN_PRIVATE = {  # (file relative to the repo, module.name)
@@ -101,7 +103,8 @@ def test_imports_go_down_the_layers():
 
 
 def test_import_graph_has_no_cycle():
-    graph = {m: {d for d in deps if (m, d) not in KNOWN_UPWARD} for m, deps in import_graph().items()}
+    known = KNOWN_UPWARD.keys() | KNOWN_CYCLE.keys()
+    graph = {m: {d for d in deps if (m, d) not in known} for m, deps in import_graph().items()}
     state: dict[str, int] = {}  # 1: on the current path, 2: done
 
     def visit(node: str, path: list[str]) -> None:
