@@ -60,6 +60,7 @@ class ExerciseSpec:
     tests: tuple[TestSpec, ...]
     depends: tuple[str, ...] = ()  # exercises whose names come from the solution, not the student
     allow: tuple[str, ...] = ()  # graded references this exercise may use anyway ("labsupport.gpt:GPT")
+    forbid: tuple[str, ...] = ()  # more objects it may not use, like the references ("labsupport.bpe_train:train_bpe")
 
     @property
     def max_points(self) -> float:
@@ -172,7 +173,7 @@ def load_spec(path: str | os.PathLike, notebooks: str | os.PathLike | None = Non
         if len(set(names)) != len(names):
             raise _err(path, f"exercise {eid}: test names repeat ({', '.join(names)})")
         exercises.append(ExerciseSpec(eid, ex.get("title", eid), defines, tests, tuple(ex.get("depends", ())),
-                                      tuple(ex.get("allow", ()))))
+                                      tuple(ex.get("allow", ())), tuple(ex.get("forbid", ()))))
     ids = [e.id for e in exercises]
     if len(set(ids)) != len(ids):
         raise _err(path, f"exercise ids repeat: {', '.join(ids)}")
