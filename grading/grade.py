@@ -98,7 +98,7 @@ def collect(folder: Path, lab: str) -> list[Submission]:
             subs.append(Submission(_safe(entry.stem), entry, _regular(entry), name=entry.name))
         elif entry.is_dir():
             subs.append(folder_submission(entry, lab))
-    taken: dict[str, int] = {}
+    taken: dict[str, int] = {"students": 1, "worker": 1, "report": 1}  # names of the run's own files
     for sub in subs:  # already in sorted order of the submitted names
         base = sub.key
         while sub.key in taken:

@@ -47,7 +47,7 @@ def graded(tmp_path_factory):
     (subs / "not_json.ipynb").write_text('{"cells": [oops')
     marked = edited({"cell-04": cases.SOFTMAX.replace("):", f"):\n    {cases.CLASSMATE_MARKER!r}", 1)})
     nbformat.write(marked, subs / "good_marked.ipynb")  # an honest classmate whose code must never leak
-    for name in ("eve smith", "eve_smith", "Zoë", "Zoé"):  # ids that sanitise alike
+    for name in ("eve smith", "eve_smith", "Zoë", "Zoé", "students"):  # ids that sanitise alike, or a file's name
         (subs / f"{name}.ipynb").write_bytes(SOLUTION.read_bytes())
     number = json.loads(SOLUTION.read_text())
     next(c for c in number["cells"] if c.get("id") == "cell-05")["source"] = 42  # a locked cell's source
@@ -211,7 +211,8 @@ def test_colliding_names_get_distinct_ids_and_a_written_mapping(graded):
     ids = json.loads((out / "students.json").read_text())
     assert {ids["eve_smith"], ids["eve_smith-2"]} == {"eve smith.ipynb", "eve_smith.ipynb"}
     assert {ids["Zo"], ids["Zo-2"]} == {"Zoë.ipynb", "Zoé.ipynb"}
-    assert all(results[k]["score"] == 9 for k in ("eve_smith", "eve_smith-2", "Zo", "Zo-2"))
+    assert ids["students-2"] == "students.ipynb"  # never overwrites the mapping itself
+    assert all(results[k]["score"] == 9 for k in ("eve_smith", "eve_smith-2", "Zo", "Zo-2", "students-2"))
 
 
 def test_messages_and_result_files_are_capped(graded):
