@@ -148,13 +148,14 @@ class Judges:
         except (ValueError, TypeError, RecursionError) as err:
             return False, f"your results could not be read ({short(str(err), 120)})"
         t, opts = self.tests[key], self.options(key, seed)
+        success = ""
         if t.public:
-            fn = EXERCISES[t.public].judge
+            fn, success = EXERCISES[t.public].judge, EXERCISES[t.public].success
         else:
             fname, name = t.hidden.split("::")
             fn = self.hidden[fname].get(f"judge_{name}") or compare
         try:
-            return True, judge(fn, got, self.want(key, seed), opts)
+            return True, judge(fn, got, self.want(key, seed), opts, success)
         except AssertionError as err:
             return False, (str(err) or "wrong answer")[:MAX_MESSAGE]
         except Exception as err:  # a judge choking on odd (but well-formed) data is the answer's fault

@@ -311,6 +311,7 @@ class Exercise:
     reference: tuple[str, ...] | None  # "module:attribute" of the graded reference objects, or None
     judge: Callable[..., str | None] = compare
     options: Mapping[str, Any] = field(default_factory=dict)
+    success: str = ""  # the note shown on a pass (default: the judge's)
 
     def run_options(self, overrides: Mapping[str, Any] | None = None, seed: int = 0) -> dict[str, Any]:
         """The driver/judge options: the check's defaults, then the spec's (which always win), then seed."""
@@ -321,8 +322,8 @@ EXERCISES: dict[str, Exercise] = {}
 
 
 def exercise(id: str, title: str, hint: str, reference: list[str] | None = None,
-             judge: Callable[..., str | None] | None = None,
-             options: Mapping[str, Any] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+             judge: Callable[..., str | None] | None = None, options: Mapping[str, Any] | None = None,
+             success: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a driver under an exercise id (see the module docstring)."""
 
     def wrap(drive: Callable[..., Any]) -> Callable[..., Any]:
@@ -331,7 +332,7 @@ def exercise(id: str, title: str, hint: str, reference: list[str] | None = None,
         if reference is None and judge is None:
             raise ValueError(f"exercise {id!r}: give `reference=` (compared by `compare`) or a custom `judge=`")
         EXERCISES[id] = Exercise(id, title, hint, drive, tuple(reference) if reference is not None else None,
-                                 judge or compare, dict(options or {}))
+                                 judge or compare, dict(options or {}), success)
         return drive
 
     return wrap
@@ -381,10 +382,11 @@ def run_driver(drive: Callable[..., Any], objects: list[Any], options: Mapping[s
     return t.data()
 
 
-def judge(ex_judge: Callable[..., str | None], got: Records, want: Records, options: Mapping[str, Any]) -> str:
-    """Run a judge; its success note (it raises AssertionError on a wrong answer)."""
+def judge(ex_judge: Callable[..., str | None], got: Records, want: Records, options: Mapping[str, Any],
+          success: str = "") -> str:
+    """Run a judge; the success note (it raises AssertionError on a wrong answer)."""
     detail = ex_judge(got, want, **driver_kwargs(ex_judge, options))
-    return str(detail)[:MAX_MESSAGE] if detail else "all tests passed"
+    return (success or str(detail or "") or "all tests passed")[:MAX_MESSAGE]
 
 
 _WANT: dict[tuple[str, str], Records] = {}
@@ -420,7 +422,7 @@ def run_check(id: str, *args: Any, **options: Any) -> tuple[bool, str]:
     except Exception as err:
         return False, describe_error(err)
     try:
-        return True, judge(ex.judge, got, reference_records(ex, opts), opts)
+        return True, judge(ex.judge, got, reference_records(ex, opts), opts, ex.success)
     except AssertionError as err:
         return False, (str(err) or "wrong answer")[:MAX_MESSAGE]
 
