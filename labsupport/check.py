@@ -29,6 +29,8 @@ override them). Build inputs without calling a graded reference (they are replac
 submission runs). The labels are the trusted text of failure messages: make them say what was called.
 A custom ``judge(got, want, **options)`` gets two `Records` (label -> value) for checks that compare more
 than values (e.g. naming a typical mistake); ``reference=None`` runs no reference (``want`` is empty).
+``success="..."`` is the note printed on a pass. Tests: tests/test_checks_labNN.py (the reference passes,
+typical wrong answers fail with a clear message).
 Grading specs name checks by id; the private hidden tests use the same two halves (grading/README.md).
 """
 
