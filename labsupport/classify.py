@@ -24,12 +24,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from labsupport.config import CfgNode
 from labsupport.core import count_parameters, eval_mode
 from labsupport.precision import amp, fp32_logits
 from labsupport.textdata import PAD_ID, UNK_ID, Vocab, encode_documents
+from labsupport.trainer import Trainer
 
 TRAINABLE_MODES = ("all", "head", "last_block")
 
@@ -152,10 +153,7 @@ def finetune(model: GPTClassifier, train_dataset: Dataset, val_dataset: Dataset,
 
     Returns (trainer, history) with history a pandas DataFrame: iter, train_loss, train_acc, val_loss, val_acc.
     """
-    import pandas as pd
-    from torch.utils.data import Subset
-
-    from labsupport.trainer import Trainer
+    import pandas as pd  # heavy (~1 s): only the lab's fine-tune needs it
 
     if not isinstance(eval_interval, int) or eval_interval < 1:
         raise ValueError(f"eval_interval must be an integer >= 1, got {eval_interval!r}")

@@ -208,7 +208,7 @@ class GPT(nn.Module):
 
         `overrides` change non-architecture settings, e.g. attention_cls=MyAttention or attn_pdrop=0.0.
         """
-        from transformers import GPT2LMHeadModel
+        from transformers import GPT2LMHeadModel  # heavy (~3 s): only loading weights needs it
 
         from labsupport import assets
 

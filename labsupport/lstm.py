@@ -26,9 +26,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
+from tqdm.auto import tqdm
 
 from labsupport.config import CfgNode
 from labsupport.core import IGNORE_INDEX, count_parameters, eval_mode, perplexity
+from labsupport.generate import generate
 from labsupport.io import atomic_torch_save
 from labsupport.precision import Precision, amp, backward_step, fp32_logits
 from labsupport.runtime import rng_state, set_rng_state
@@ -205,8 +207,6 @@ def _n_targets(y: torch.Tensor, pad_id: int) -> int:
 def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, *, amp: bool = True,
                 grad_clip: float | None = 1.0, progress: bool = True, desc: str = "train") -> dict[str, float]:
     """One pass over `loader` on the model's device. Returns the token-weighted mean loss and its perplexity."""
-    from tqdm.auto import tqdm
-
     device, pad_id = _device(model), _pad_id(model)
     model.train()
     total = torch.zeros((), dtype=torch.float64, device=device)  # summed NLL, kept on device: no sync per step
@@ -321,8 +321,6 @@ def complete(model: nn.Module, vocab: Vocab, prompt: str = "", max_new_tokens: i
              temperature: float = 1.0, seed: int | None = None, n: int = 1) -> list[str]:
     """`n` continuations of `prompt` (after <bos>), sampled with `labsupport.generate` until <eos> or the
     length limit; <unk>, <pad> and <bos> are masked out, so they are never emitted."""
-    from labsupport.generate import generate
-
     prompt_ids = [BOS_ID, *vocab.encode(prompt)]
     idx = torch.tensor([prompt_ids] * n)  # (n, T)
     out = generate(model, idx, max_new_tokens, temperature=temperature, seed=seed, eos_id=vocab.eos_id,

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
 
 from labsupport.config import CfgNode
 from labsupport.core import eval_mode
@@ -52,6 +53,15 @@ class RandomBatchSampler(Sampler[list[int]]):
             rng = np.random.default_rng([self.seed, k])  # independent stream per (seed, batch index)
             yield rng.integers(self.n, size=self.batch_size).tolist()
             k += 1
+
+
+def random_batches(dataset: Dataset, batch_size: int, seed: int = 0, start: int = 0, num_workers: int = 0,
+                   pin_memory: bool = False) -> DataLoader:
+    """An endless DataLoader of random batches (RandomBatchSampler): batch k depends only on (seed, k), so
+    `start=k` resumes exactly. It has a private generator: iterating it never consumes the global torch RNG."""
+    sampler = RandomBatchSampler(len(dataset), batch_size, seed, start)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
+                      generator=torch.Generator().manual_seed(seed))
 
 
 class Trainer:
@@ -129,11 +139,6 @@ class Trainer:
         self._check_event(event)
         self.callbacks[event].append(fn)
 
-    def set_callback(self, event: str, fn: Callable[[Trainer], Any]) -> None:
-        """Like add_callback, but replaces the callbacks already registered for `event`."""
-        self._check_event(event)
-        self.callbacks[event] = [fn]
-
     def trigger_callbacks(self, event: str) -> None:
         for fn in self.callbacks.get(event, []):
             fn(self)
@@ -152,15 +157,11 @@ class Trainer:
         return amp(self.device, training=training, model=self.model)
 
     def _loader(self, dataset: Dataset, seed: int, start: int) -> DataLoader:
-        sampler = RandomBatchSampler(len(dataset), self.config.batch_size, seed, start)
-        # a private generator: creating the iterator must not consume the global torch RNG (dropout uses it)
-        return DataLoader(dataset, batch_sampler=sampler, num_workers=self.config.num_workers,
-                          pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(seed))
+        return random_batches(dataset, self.config.batch_size, seed, start, num_workers=self.config.num_workers,
+                              pin_memory=self.device.type == "cuda")
 
     def run(self) -> None:
         """Train until iter_num reaches config.max_iters; calling it again (or after resume) continues."""
-        from tqdm.auto import tqdm
-
         model, config = self.model, self.config
         optimizer = self._get_optimizer()
         data = iter(self._loader(self.train_dataset, config.seed, start=self.iter_num))
