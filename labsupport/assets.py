@@ -246,13 +246,15 @@ def load_model(name: str, cls: Any = None, profile: str | None = None, **kwargs:
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
-    report = hf_logging.get_logger("transformers.modeling_utils")
-    level = report.level
-    report.setLevel(hf_logging.ERROR)
+    def no_load_report(record) -> bool:  # a filter, not a level: transformers runs extra checks at WARNING+
+        return "LOAD REPORT" not in record.getMessage()
+
+    logger = hf_logging.get_logger("transformers.modeling_utils")
+    logger.addFilter(no_load_report)
     try:
         model, info = AutoModel.from_pretrained(model_source(name, profile), output_loading_info=True, **kwargs)
     finally:
-        report.setLevel(level)
+        logger.removeFilter(no_load_report)
     if info["missing_keys"]:
         warnings.warn(f"{name}: weights missing from the checkpoint, newly initialised: "
                       f"{sorted(info['missing_keys'])}", stacklevel=2)

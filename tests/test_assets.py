@@ -177,7 +177,8 @@ def test_a_bare_model_from_a_checkpoint_with_heads_loads_quietly(tmp_path, monke
         warnings.simplefilter("error")
         model = assets.load_model("bert-base-uncased")
     assert type(model).__name__ == "BertModel"
-    assert "LOAD REPORT" not in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "LOAD REPORT" not in err and "not sharded" not in err, err
     from transformers import BertModel
 
     BertModel(cfg).save_pretrained(tmp_path / "bare")  # now the pooler is all there is; drop it to test MISSING

@@ -40,9 +40,11 @@ def test_lab_runs_in_full(lab, lab_env, hub):
     assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
 
     hf_hub = Path(lab_env["HF_HOME"]) / "hub"
-    if lab == "02":  # the bertviz branch rendered its view
+    if lab == "02":  # the bertviz branch rendered its view; loading the hub's BERT (with heads) is quiet
         view = cell_text(nb, "head_view(")
         assert "bertviz" in view.lower() and "skipped" not in view, view[:500]
+        bert_cell = next(c for c in nb.cells if c.cell_type == "code" and 'load_model("bert-base-uncased"' in c.source)
+        assert not [o for o in bert_cell.outputs if o.get("name") == "stderr"], bert_cell.outputs
     if lab == "04":  # GPT-2 weights came through from_pretrained on the hub id
         assert list(hf_hub.glob("models--openai-community--gpt2/snapshots/*/model.safetensors"))
     if lab == "05":
