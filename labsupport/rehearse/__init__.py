@@ -188,6 +188,11 @@ def main(labs: list[str] | None, out: Path, timeout: int, serve: bool) -> int:
             from labsupport.runner import REPO, find_labs, run_labs
 
             print("[labsupport] LABSUPPORT_PROFILE unset: each lab's setup() must detect full by itself")
-            return run_labs(find_labs(REPO / "notebooks", labs), None, timeout, out, "tiny", **env)
+            code = run_labs(find_labs(REPO / "notebooks", labs), None, timeout, out, "tiny", **env)
+            if code:
+                out.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(server.log, out / "rehearsal-server.log")
+                print(f"[labsupport] server log kept: {out / 'rehearsal-server.log'}", file=sys.stderr)
+            return code
         finally:
             shutil.rmtree(hf_home, ignore_errors=True)
