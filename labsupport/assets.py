@@ -15,8 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from labsupport import runtime
+from labsupport.bpe import hf_gpt2_tokenizer
 from labsupport.io import atomic_dir, cache_dir
+
+# transformers, datasets (~2-4 s each to import) and the offline/fixtures modules (which import datasets) are
+# imported inside the loaders that need them, so `import labsupport` and the labs without models stay fast.
 
 SMOKE_VERSION = "v2"  # bump when a smoke builder changes, so stale caches are rebuilt
 
@@ -99,7 +105,7 @@ def missing_offline_packages() -> list[str]:
 def source_profile(name: str, profile: str | None = None) -> str:
     """The profile whose source serves `name`: `offline` falls back to `smoke`, loudly, when missing."""
     asset = get_asset(name)
-    profile = runtime.validate_profile(profile or runtime.current_profile())
+    profile = runtime.validate_profile(profile or runtime.resolve_profile(missing_offline=missing_offline_packages)[0])
     if profile != "offline" or isinstance(asset.offline, str):
         return profile
     if asset.offline is None:
@@ -148,8 +154,6 @@ def load_tokenizer(name: str, profile: str | None = None, **kwargs: Any):
     asset = get_asset(name)
     prof = source_profile(name, profile)
     if name == "gpt2-tokenizer":
-        from labsupport.bpe import hf_gpt2_tokenizer
-
         return hf_gpt2_tokenizer(**kwargs)
     if prof == "full":
         return AutoTokenizer.from_pretrained(require_hub(name, asset.full), **kwargs)
@@ -161,8 +165,6 @@ def load_tokenizer(name: str, profile: str | None = None, **kwargs: Any):
 
 def _save_gpt2_tokenizer(out: Path) -> None:
     """Smoke GPT models ship the real (vendored) GPT-2 tokenizer, like the hub checkpoints they stand in for."""
-    from labsupport.bpe import hf_gpt2_tokenizer
-
     hf_gpt2_tokenizer().save_pretrained(out)
 
 
@@ -210,8 +212,6 @@ SMOKE_BUILDERS: dict[str, Callable[[Path], None]] = {
 
 def local_model_dir(name: str, profile: str) -> Path:
     """Directory with a saved model for `name` in `profile` (smoke or offline), built once, atomically."""
-    import torch
-
     if profile == "offline":
         from labsupport import offline
 

@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 
 PROFILES = ("full", "offline", "smoke")
 PROBE_DEADLINE_S = 3.0
@@ -22,7 +23,7 @@ OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 INSTALL_OFFLINE = "python -m labsupport install-offline"
 
 _lock = threading.Lock()
-_detected: tuple[str, str] | None = None  # the one auto-detection of this process
+_probed: tuple[bool, str] | None = None  # the one hub probe of this process: (answered, what happened)
 
 
 def in_colab() -> bool:
@@ -78,10 +79,10 @@ def missing_offline_message(missing: list[str]) -> str:
             f"`{INSTALL_OFFLINE}` (it pip-installs all of them), or give the machine network for `full`")
 
 
-def _offline_or_smoke(reason: str) -> tuple[str, str]:
-    from labsupport import assets
-
-    missing = assets.missing_offline_packages()
+def _offline_or_smoke(reason: str, missing_offline: Callable[[], Sequence[str]] | None) -> tuple[str, str]:
+    if missing_offline is None:
+        return "smoke", f"{reason}; offline assets not checked (pass missing_offline, as labsupport.setup does)"
+    missing = list(missing_offline())
     if not missing:
         return "offline", f"{reason}; offline assets are installed"
     return "smoke", f"{reason}; {missing_offline_message(missing)}"
@@ -93,9 +94,14 @@ def validate_profile(profile: str) -> str:
     return profile
 
 
-def resolve_profile(profile: str | None = None) -> tuple[str, str]:
-    """Return (profile, why). The network is probed at most once per process (the answer is remembered)."""
-    global _detected
+def resolve_profile(profile: str | None = None,
+                    missing_offline: Callable[[], Sequence[str]] | None = None) -> tuple[str, str]:
+    """Return (profile, why). The network is probed at most once per process (the answer is remembered).
+
+    `missing_offline()` lists the offline packages that are not installed (`assets.missing_offline_packages`):
+    this layer knows nothing about assets, so callers pass it in; without it, `offline` is never chosen.
+    """
+    global _probed
     if profile is not None:
         return validate_profile(profile), "chosen by argument"
     env = os.environ.get("LABSUPPORT_PROFILE", "").strip()
@@ -103,21 +109,21 @@ def resolve_profile(profile: str | None = None) -> tuple[str, str]:
         return validate_profile(env), "chosen by $LABSUPPORT_PROFILE"
     switch = offline_switch()
     if switch:
-        return _offline_or_smoke(f"{switch} forbids hub calls")
+        return _offline_or_smoke(f"{switch} forbids hub calls", missing_offline)
     if in_colab():
         return "full", "running in Colab"
     with _lock:
-        if _detected is None:
-            answered, what = probe_hub()
-            _detected = ("full", what) if answered else _offline_or_smoke(what)
-        return _detected
+        if _probed is None:
+            _probed = probe_hub()
+        answered, what = _probed
+    return ("full", what) if answered else _offline_or_smoke(what, missing_offline)
 
 
 def forget_detection() -> None:
     """Probe again on the next `resolve_profile` (tests)."""
-    global _detected
+    global _probed
     with _lock:
-        _detected = None
+        _probed = None
 
 
 def apply_profile_env(profile: str) -> None:

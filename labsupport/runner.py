@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labsupport import runtime
+from labsupport import assets, runtime
 from labsupport.io import atomic_path
+from labsupport.nbtools import execute, refresh
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,9 +54,7 @@ def run_lab(path: Path, profile: str | None, timeout: int, out_dir: Path, scale:
             **env: str | None) -> LabResult:
     """Execute one lab in a fresh kernel. `profile` None leaves the choice to detection; `env` adds (None:
     removes) kernel environment variables."""
-    import nbformat
-
-    from labsupport.nbtools import execute
+    import nbformat  # heavy (~1 s with jsonschema): only running notebooks needs it
 
     nb = nbformat.read(path, as_version=4)
     # absolute: the kernel runs inside the notebook's folder, not ours
@@ -105,27 +105,23 @@ def main(argv: list[str] | None = None) -> int:
     reh.add_argument("--serve", action="store_true", help="only start the server and print its HF_ENDPOINT")
     args = parser.parse_args(argv)
     if args.command == "rehearse":
-        from labsupport import rehearse
+        from labsupport import rehearse  # contributors only: its olah/mirror tooling stays out of the usual run
 
         return rehearse.main(args.labs.split(",") if args.labs else None, args.out, args.timeout, args.serve)
     if args.command == "install-offline":
-        import subprocess
-
-        from labsupport.offline import install_commands
+        from labsupport.offline import install_commands  # imports `datasets` (~2 s): only this command needs it
 
         for cmd in install_commands(sys.executable):
             print("[labsupport] " + " ".join(cmd[1:]), flush=True)
             subprocess.check_call(cmd)
         return 0
     if args.command == "refresh":
-        from labsupport.nbtools import refresh
-
         for path in find_labs(args.notebooks, args.labs or None):
             print(f"[labsupport] refreshing {path.name} in smoke ...", flush=True)
             refresh(path)
         return 0
 
-    profile, why = runtime.resolve_profile(args.profile)
+    profile, why = runtime.resolve_profile(args.profile, assets.missing_offline_packages)
     scale, scale_why = runtime.resolve_scale(profile, runtime.get_device(), args.scale)
     labs = find_labs(args.notebooks, args.labs.split(",") if args.labs else None)
     if not labs:

