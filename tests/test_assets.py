@@ -31,7 +31,11 @@ def test_registry_has_a_source_for_every_profile():
         assert hasattr(asset, "offline")
 
 
-def test_full_profile_points_at_hub_ids():
+def test_full_profile_points_at_hub_ids(monkeypatch):
+    from labsupport import detect
+
+    monkeypatch.setattr(detect, "probe_hub", lambda: (True, "answered"))  # no hub here; the ids are the point
+    monkeypatch.setattr(assets, "_hub_answered", set())
     assert assets.model_source("gpt2", "full") == "openai-community/gpt2"
     assert assets.model_source("gpt-neo-125M", "full") == "EleutherAI/gpt-neo-125m"
 
