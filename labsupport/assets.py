@@ -123,6 +123,27 @@ def source_profile(name: str, profile: str | None = None) -> str:
     return "offline"
 
 
+_hub_answered: set[str] = set()  # endpoints that answered in this process
+
+
+def require_hub(name: str, hub_id: str) -> str:
+    """`hub_id`, once the hub endpoint has answered in this process; else one line, within seconds.
+
+    Without it an unreachable hub (or a dead $HF_ENDPOINT) costs a minute of retries per file before
+    transformers' "We couldn't connect" error."""
+    from labsupport import detect
+
+    endpoint = detect.hub_endpoint()
+    if endpoint not in _hub_answered:
+        answered, what = detect.probe_hub()
+        if not answered:
+            raise ConnectionError(f"asset {name!r} ({hub_id}) needs the Hugging Face hub in the full profile, but "
+                                  f"{what}. Check the network (or $HF_ENDPOINT), or run without the hub: "
+                                  "LABSUPPORT_PROFILE=offline")
+        _hub_answered.add(endpoint)
+    return hub_id
+
+
 # ---------------------------------------------------------------------------------------------- tokenizers
 
 
@@ -135,7 +156,7 @@ def load_tokenizer(name: str, profile: str | None = None, **kwargs: Any):
     if name == "gpt2-tokenizer":
         return hf_gpt2_tokenizer(**kwargs)
     if prof == "full":
-        return AutoTokenizer.from_pretrained(asset.full, **kwargs)
+        return AutoTokenizer.from_pretrained(require_hub(name, asset.full), **kwargs)
     return AutoTokenizer.from_pretrained(local_model_dir(name, prof), **kwargs)
 
 
@@ -211,14 +232,33 @@ def model_source(name: str, profile: str | None = None) -> str:
     if asset.kind != "model":
         raise KeyError(f"asset {name!r} is a {asset.kind}, not a model")
     prof = source_profile(name, profile)
-    return asset.full if prof == "full" else str(local_model_dir(name, prof))
+    return require_hub(name, asset.full) if prof == "full" else str(local_model_dir(name, prof))
 
 
 def load_model(name: str, cls: Any = None, profile: str | None = None, **kwargs: Any):
-    """Load a model asset with `cls.from_pretrained` (default `AutoModel`)."""
-    if cls is None:
-        from transformers import AutoModel as cls
-    return cls.from_pretrained(model_source(name, profile), **kwargs)
+    """Load a model asset with `cls.from_pretrained` (default `AutoModel`, the bare model).
+
+    A bare model loaded from a checkpoint saved with task heads (the hub's bert-base-uncased carries its
+    pre-training heads) makes transformers print a LOAD REPORT listing those heads as UNEXPECTED: expected,
+    so it is kept quiet; weights the bare model needed but did not find still raise a warning."""
+    if cls is not None:
+        return cls.from_pretrained(model_source(name, profile), **kwargs)
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    def no_load_report(record) -> bool:  # a filter, not a level: transformers runs extra checks at WARNING+
+        return "LOAD REPORT" not in record.getMessage()
+
+    logger = hf_logging.get_logger("transformers.modeling_utils")
+    logger.addFilter(no_load_report)
+    try:
+        model, info = AutoModel.from_pretrained(model_source(name, profile), output_loading_info=True, **kwargs)
+    finally:
+        logger.removeFilter(no_load_report)
+    if info["missing_keys"]:
+        warnings.warn(f"{name}: weights missing from the checkpoint, newly initialised: "
+                      f"{sorted(info['missing_keys'])}", stacklevel=2)
+    return model
 
 
 def load_causal_lm(name: str, profile: str | None = None, **kwargs: Any):
@@ -241,7 +281,7 @@ def load_dataset(name: str, split: str = "train", streaming: bool = False, profi
         raise KeyError(f"asset {name!r} is a {asset.kind}, not a dataset")
     prof = source_profile(name, profile)
     if prof == "full":
-        repo, _, config = asset.full.partition("::")
+        repo, _, config = require_hub(name, asset.full).partition("::")
         try:
             ds = datasets.load_dataset(repo, config or None, split=split, streaming=streaming, **kwargs)
         except ValueError as err:
