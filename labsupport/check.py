@@ -311,7 +311,6 @@ class Exercise:
     reference: tuple[str, ...] | None  # "module:attribute" of the graded reference objects, or None
     judge: Callable[..., str | None] = compare
     options: Mapping[str, Any] = field(default_factory=dict)
-    legacy: bool = False  # an old-style check function that decides by itself (being converted; not gradable safely)
 
     def run_options(self, overrides: Mapping[str, Any] | None = None, seed: int = 0) -> dict[str, Any]:
         """The driver/judge options: the check's defaults, then the spec's (which always win), then seed."""
@@ -329,28 +328,13 @@ def exercise(id: str, title: str, hint: str, reference: list[str] | None = None,
     def wrap(drive: Callable[..., Any]) -> Callable[..., Any]:
         if id in EXERCISES:
             raise ValueError(f"exercise {id!r} registered twice")
-        if reference is None and judge is None:  # old style: the function decides (being converted)
-            EXERCISES[id] = Exercise(id, title, hint, _legacy_driver(drive), None, _legacy_judge, {}, True)
-            return drive
+        if reference is None and judge is None:
+            raise ValueError(f"exercise {id!r}: give `reference=` (compared by `compare`) or a custom `judge=`")
         EXERCISES[id] = Exercise(id, title, hint, drive, tuple(reference) if reference is not None else None,
                                  judge or compare, dict(options or {}))
         return drive
 
     return wrap
-
-
-def _legacy_driver(func: Callable[..., Any]) -> Callable[..., None]:
-    def drive(t: Trace, *objects: Any) -> None:
-        t.record("legacy check", str(func(*objects) or "all tests passed"))
-
-    return drive
-
-
-def _legacy_judge(got: Records, want: Records) -> str:
-    """Trusts the driver's own verdict: NOT tamper-proof (graded results say so)."""
-    if type(got.get("legacy check")) is not str:
-        raise WrongAnswer("no result recorded")
-    return got["legacy check"][:MAX_MESSAGE]
 
 
 def resolve(path: str) -> Any:
