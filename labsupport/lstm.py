@@ -29,12 +29,13 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 from tqdm.auto import tqdm
 
 from labsupport.config import CfgNode
-from labsupport.core import IGNORE_INDEX, count_parameters, eval_mode, perplexity
+from labsupport.core import IGNORE_INDEX, count_parameters, perplexity
 from labsupport.generate import generate
 from labsupport.io import atomic_torch_save
 from labsupport.precision import Precision, amp, backward_step, fp32_logits
 from labsupport.runtime import rng_state, set_rng_state
 from labsupport.textdata import BOS_ID, PAD_ID, UNK_ID, BucketBatchSampler, Vocab, lm_collate_fn
+from labsupport.trainer import evaluate  # the one evaluation (lstm.evaluate in Lab 06)
 
 SUPPRESS_IDS = (UNK_ID, PAD_ID, BOS_ID)  # never generated: <unk> is not a word, <pad>/<bos> never follow text
 CHECKPOINT_VERSION = 1
@@ -231,26 +232,6 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opt
     mean = float(total) / max(n_tokens, 1)
     return {"loss": mean, "perplexity": math.exp(mean), "tokens": n_tokens, "samples": n_samples,
             "seconds": time.perf_counter() - start}
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, *, amp: bool = True) -> dict[str, float]:
-    """Token-weighted mean loss and perplexity over `loader` (pads ignored), in eval mode."""
-    device, pad_id = _device(model), _pad_id(model)
-    total, n_tokens = torch.zeros((), dtype=torch.float64, device=device), 0
-    policy = precision(device, amp, training=False)
-    with eval_mode(model):
-        for x, y in loader:
-            n = _n_targets(y, pad_id)
-            x, y = x.to(device), y.to(device)
-            with policy.autocast():
-                _, loss = model(x, y)
-            total += loss.double() * n
-            n_tokens += n
-    if n_tokens == 0:
-        raise ValueError("the loader holds no target tokens (only pads?)")
-    mean = float(total) / n_tokens
-    return {"loss": mean, "perplexity": math.exp(mean), "tokens": n_tokens}
 
 
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: DataLoader, epochs: int, *,

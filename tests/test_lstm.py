@@ -220,7 +220,7 @@ def test_evaluate_matches_torchmetrics_on_a_loader():
             metric.update(model(x)[0], y)
     result = lstm.evaluate(model, loader)
     assert result["perplexity"] == pytest.approx(metric.compute().item(), rel=1e-5)
-    assert result["tokens"] == sum(len(s) - 1 for s in seqs)
+    assert result["count"] == sum(len(s) - 1 for s in seqs)
 
 
 def test_perplexity_errors():
