@@ -20,7 +20,6 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn as nn
@@ -33,12 +32,10 @@ from labsupport.core import IGNORE_INDEX, count_parameters, perplexity
 from labsupport.generate import generate
 from labsupport.io import atomic_torch_save
 from labsupport.precision import Precision, amp, backward_step, fp32_logits
-from labsupport.runtime import rng_state, set_rng_state
 from labsupport.textdata import BOS_ID, PAD_ID, UNK_ID, BucketBatchSampler, Vocab, lm_collate_fn
-from labsupport.trainer import evaluate  # the one evaluation (lstm.evaluate in Lab 06)
+from labsupport.trainer import evaluate, load_checkpoint, save_checkpoint  # the one evaluation and checkpoint
 
 SUPPRESS_IDS = (UNK_ID, PAD_ID, BOS_ID)  # never generated: <unk> is not a word, <pad>/<bos> never follow text
-CHECKPOINT_VERSION = 1
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
@@ -247,7 +244,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: DataLo
                                                         "test_perplexity", "seconds")}
     start = 0
     if checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint, model, optimizer)
+        state = load_checkpoint(checkpoint, model, optimizer, expect="epoch")
         start, history = state["epoch"], state["history"]
         print(f"resumed from {checkpoint} after epoch {start}")
     for epoch in range(start, epochs):
@@ -268,31 +265,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: DataLo
         if progress:
             print(line)
         if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, epoch + 1, history)
+            save_checkpoint(checkpoint, model, optimizer, epoch=epoch + 1, history=history)
     return history
-
-
-# ---------------------------------------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
-                    history: dict[str, list[float]] | None = None) -> None:
-    """Everything a resumed run needs, written atomically (a killed run never leaves a half-written file)."""
-    atomic_torch_save({"version": CHECKPOINT_VERSION, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                       "epoch": epoch, "history": history or {}, "rng": rng_state()}, path)
-
-
-def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None
-                    ) -> dict[str, Any]:
-    """Restore model (+ optimizer and RNG states) from `save_checkpoint`; returns {"epoch", "history"}."""
-    ckpt = torch.load(path, map_location=_device(model), weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path} is not a Lab 06 training checkpoint (written by save_checkpoint)")
-    model.load_state_dict(ckpt["model"])
-    if optimizer is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-    set_rng_state(ckpt["rng"])
-    return {"epoch": ckpt["epoch"], "history": ckpt["history"]}
 
 
 # ---------------------------------------------------------------------------------------------- generation

@@ -36,7 +36,7 @@ from labsupport.precision import Precision, amp, backward_step
 from labsupport.runtime import get_device, rng_state, seed_everything, set_rng_state
 
 EVENTS = ("on_batch_end", "on_eval")
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: one format for every loop (model, optimizer, RNG states + the loop's own progress)
 SYNC_EVERY = 50  # on CUDA, copy losses to the host every this many steps (not every step)
 
 
@@ -95,6 +95,35 @@ def precision_policy(device: torch.device, enabled: bool, model: nn.Module, trai
     if not enabled:
         return Precision(device.type, None, False, "float32: amp is off")
     return amp(device, training=training, model=model)
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    **progress: Any) -> None:
+    """The one checkpoint format: model, optimizer, every RNG state and the loop's `progress` (e.g. iter_num and
+    losses, or epoch and history), written atomically (a killed run never leaves a half-written file)."""
+    atomic_torch_save({"version": CHECKPOINT_VERSION, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                       "rng": rng_state(), "progress": progress}, path)
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    expect: str | None = None) -> dict[str, Any]:
+    """Restore what `save_checkpoint` wrote into `model` (and `optimizer`) and restore the RNG states, so the run
+    continues exactly; returns the loop's progress. `expect`: a progress key the caller's loop writes (checked
+    before anything is loaded, so another loop's checkpoint is refused whole)."""
+    device = next(model.parameters()).device
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
+        found = ckpt.get("version") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path} is not a labsupport training checkpoint (version {found!r}; written by "
+                         f"save_checkpoint / Trainer.save, read with load_checkpoint / Trainer.resume)")
+    if expect is not None and expect not in ckpt["progress"]:
+        raise ValueError(f"{path} was written by another loop (its progress holds {sorted(ckpt['progress'])}, "
+                         f"no {expect!r})")
+    model.load_state_dict(ckpt["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    set_rng_state(ckpt["rng"])
+    return ckpt["progress"]
 
 
 class RandomBatchSampler(Sampler[list[int]]):
@@ -263,37 +292,24 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ checkpoints
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "version": CHECKPOINT_VERSION,
-            "model": self.model.state_dict(),
-            "optimizer": self._get_optimizer().state_dict(),
-            "iter_num": self.iter_num,
-            "losses": list(self.losses),
-            "eval_losses": list(self.eval_losses),
-            # batch k depends only on (seed, k), so the position in the data stream is iter_num
-            "sampler": {"seed": self.config.seed, "batch_size": self.config.batch_size, "position": self.iter_num},
-            "rng": rng_state(),
-        }
-
     def save(self, path: str | os.PathLike) -> None:
-        """Checkpoint everything needed to continue exactly; written atomically (never half a file)."""
-        atomic_torch_save(self.state_dict(), path)
+        """Checkpoint everything needed to continue exactly (`save_checkpoint`'s format)."""
+        # batch k depends only on (seed, k), so the position in the data stream is iter_num
+        save_checkpoint(path, self.model, self._get_optimizer(), iter_num=self.iter_num, losses=list(self.losses),
+                        eval_losses=list(self.eval_losses),
+                        sampler={"seed": self.config.seed, "batch_size": self.config.batch_size})
 
     def resume(self, path: str | os.PathLike) -> None:
         """Load a checkpoint written by `save`; the next `run()` continues from its iter_num."""
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        if ckpt.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"{path} is not a labsupport Trainer checkpoint (version {ckpt.get('version')!r})")
-        sampler = ckpt["sampler"]
-        if (sampler["seed"], sampler["batch_size"]) != (self.config.seed, self.config.batch_size):
+        sampler = ckpt.get("progress", {}).get("sampler") if isinstance(ckpt, dict) else None
+        if sampler is not None and (sampler["seed"], sampler["batch_size"]) != (self.config.seed,
+                                                                               self.config.batch_size):
             raise ValueError(f"checkpoint was trained with seed={sampler['seed']}, batch_size={sampler['batch_size']}"
                              f"; set the same in the config (have seed={self.config.seed}, "
                              f"batch_size={self.config.batch_size}) to continue the same run")
-        self.model.load_state_dict(ckpt["model"])
-        self._get_optimizer().load_state_dict(ckpt["optimizer"])
-        self.iter_num = ckpt["iter_num"]
-        self.losses = list(ckpt["losses"])
-        self.eval_losses = [tuple(e) for e in ckpt["eval_losses"]]
+        progress = load_checkpoint(path, self.model, self._get_optimizer(), expect="iter_num")
+        self.iter_num = progress["iter_num"]
+        self.losses = list(progress["losses"])
+        self.eval_losses = [tuple(e) for e in progress["eval_losses"]]
         self.loss = torch.tensor(self.losses[-1]) if self.losses else None
-        set_rng_state(ckpt["rng"])
