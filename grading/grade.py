@@ -98,7 +98,7 @@ def collect(folder: Path, lab: str) -> list[Submission]:
             subs.append(Submission(_safe(entry.stem), entry, _regular(entry), name=entry.name))
         elif entry.is_dir():
             subs.append(folder_submission(entry, lab))
-    taken: dict[str, int] = {}
+    taken: dict[str, int] = {"students": 1, "worker": 1, "report": 1}  # names of the run's own files
     for sub in subs:  # already in sorted order of the submitted names
         base = sub.key
         while sub.key in taken:
@@ -357,7 +357,8 @@ def grade(spec: LabSpec, submissions: list[Submission], out: Path | None = None,
         job_list = [{"key": s.key, "seed": (seeds or {}).get(s.key, spec.seed), "exercises": got["exercises"]}
                     for s, got in todo]
         by_key = {s.key: (s, got) for s, got in todo}
-        secrets = _secrets(spec, hidden, out, [s for s, _ in todo], mask)
+        secrets = _secrets(spec, hidden, out, [s for s, _ in todo], mask) + [
+            Path(f) for f in grader.judges.reference_files()]
         log = (out / "worker.log") if out else _temp_log()
         isolation_info: dict = {}
         bar = tqdm(total=len(todo), desc=f"grading lab {spec.lab}", unit="nb", disable=not progress)

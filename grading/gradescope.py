@@ -39,6 +39,8 @@ chmod -R go-rwx "$SRC/hidden" "$SRC/lab" 2>/dev/null || true
 mkdir -p "$ROOT/results"
 cd "$SRC/course"
 export LABGRADE_RUN_AS="${{LABGRADE_RUN_AS:-nobody}}"
+# one container per submission: sandbox inside it where the kernel allows, else run as nobody (results say so)
+export LABGRADE_ISOLATION="${{LABGRADE_ISOLATION:-container}}"
 exec "$PYTHON" -m grading gradescope-run --lab {lab} --specs "$SRC/lab" --notebooks "$SRC/lab" \\
     --hidden "$SRC/hidden" --submission "$ROOT/submission" --results "$ROOT/results/results.json"
 """

@@ -76,12 +76,31 @@ class Judges:
         self._want: dict[tuple[str, int], Records] = {}
 
     def references(self) -> dict[str, list[str]]:
-        """Exercise id -> graded reference paths ("module:attr") its tests compare with."""
+        """Exercise id -> what its code may not use ("module:attr"): the graded references its tests compare
+        with, plus the spec's `forbid` (e.g. another function of the same module that computes the same)."""
         refs: dict[str, list[str]] = {}
         for t in self.tests.values():
             if t.public and EXERCISES[t.public].reference:
                 refs.setdefault(t.exercise, []).extend(EXERCISES[t.public].reference)
-        return refs
+        for ex in self.spec.exercises:
+            refs.setdefault(ex.id, []).extend(ex.forbid)
+        return {k: sorted(set(v)) for k, v in refs.items() if v}
+
+    def reference_files(self) -> list[str]:
+        """Source files graded code must not read: every module holding a reference or a check of this lab
+        (all loaded in the runner before any submission, so the sandbox never needs to import them)."""
+        import sys
+        from pathlib import Path
+
+        mods = {p.partition(":")[0] for paths in self.references().values() for p in paths}
+        mods |= {m for m in sys.modules if m == "labsupport.checks" or m.startswith("labsupport.checks.")}
+        files = []
+        for m in sorted(mods):
+            f = getattr(sys.modules.get(m), "__file__", None)
+            if f and Path(f).is_file():
+                files.append(str(Path(f).absolute()))
+                files.append(str(Path(f).parent / "__pycache__"))
+        return sorted(set(files))
 
     def _solution(self) -> dict[str, Any]:
         """Prelude + setup + every exercise of the solution notebook, for hidden tests' `want`."""
@@ -129,13 +148,14 @@ class Judges:
         except (ValueError, TypeError, RecursionError) as err:
             return False, f"your results could not be read ({short(str(err), 120)})"
         t, opts = self.tests[key], self.options(key, seed)
+        success = ""
         if t.public:
-            fn = EXERCISES[t.public].judge
+            fn, success = EXERCISES[t.public].judge, EXERCISES[t.public].success
         else:
             fname, name = t.hidden.split("::")
             fn = self.hidden[fname].get(f"judge_{name}") or compare
         try:
-            return True, judge(fn, got, self.want(key, seed), opts)
+            return True, judge(fn, got, self.want(key, seed), opts, success)
         except AssertionError as err:
             return False, (str(err) or "wrong answer")[:MAX_MESSAGE]
         except Exception as err:  # a judge choking on odd (but well-formed) data is the answer's fault

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 MAX_FILE_MB = 50
-FILE_SECONDS = 20.0  # wall time to read and extract one submission
 MEMORY_MB = 2048  # address space the parser may add while reading one file
 REFERENCE_MESSAGE = "uses the course's reference implementation"
 
@@ -161,6 +160,8 @@ def serve() -> int:
     sys.setrecursionlimit(20000)
     threading.stack_size(512 * 2**20)  # deep but finite recursion in ast and the transforms
     out = sys.stdout
+    out.write('"ready"\n')
+    out.flush()
     for line in sys.stdin:
         box: dict[str, Any] = {}
         t = threading.Thread(target=_guarded, args=(json.loads(line), template, spec, cfg, box))
@@ -188,10 +189,10 @@ class Parser:
     """Client: reads submissions through the bounded server, restarting it after a failure."""
 
     def __init__(self, spec, tests: list[str], references: dict[str, list[str]], allow: dict[str, list[str]],
-                 want: str = "jobs", seconds: float = FILE_SECONDS):
+                 want: str = "jobs", seconds: float | None = None):
         self.cfg = {"spec": str(spec.path), "notebooks": str(spec.notebook.parent), "tests": tests,
                     "references": references, "allow": allow, "want": want}
-        self.seconds, self.proc = seconds, None
+        self.seconds, self.proc = spec.limits.parse_seconds if seconds is None else seconds, None
 
     def _start(self) -> None:
         from grading.sandbox import grading_env
@@ -215,23 +216,32 @@ class Parser:
         """{"exercises", "warnings", "sha256"} (or {"code"}), or {"reason": why it cannot be graded}."""
         if self.proc is None:
             self._start()
+            if self._line(60.0) != "ready":  # Python, nbformat, IPython and the solution template, once
+                self.close()
+                raise SystemExit("error: the notebook reader (python -m grading.parse) did not start")
         try:
             self.proc.stdin.write((json.dumps(str(path)) + "\n").encode())
             self.proc.stdin.flush()
         except OSError:
             self.close()
             return {"reason": "the notebook could not be read (the reader crashed)"}
-        end = time.monotonic() + self.seconds + 15  # + the reader's own start-up
+        got = self._line(self.seconds)
+        if isinstance(got, str):
+            self.close()
+            return {"reason": "reading the notebook crashed the reader (out of memory?)" if got == "crashed" else
+                    f"reading the notebook took more than {self.seconds:.0f} s"}
+        return got
+
+    def _line(self, seconds: float) -> Any:
+        """The server's next JSON line, or "crashed" / "timeout"."""
+        end = time.monotonic() + seconds
         fd = self.proc.stdout.fileno()
         while b"\n" not in self.buf:
             left = end - time.monotonic()
             ready = select.select([fd], [], [], max(0.0, left))[0] if left > 0 else []
             chunk = os.read(fd, 1 << 20) if ready else b""
             if not chunk:
-                crashed = left > 0
-                self.close()
-                return {"reason": "reading the notebook crashed the reader (out of memory?)" if crashed else
-                        f"reading the notebook took more than {self.seconds:.0f} s"}
+                return "crashed" if left > 0 else "timeout"
             self.buf += chunk
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)

@@ -186,8 +186,10 @@ def bwrap_prefix(view: dict[str, list[str]], env: dict[str, str]) -> list[str]:
     for p in view["ro"]:
         cmd += ["--ro-bind", str(Path(p).resolve()), p]
     for m in view["masks"]:
-        if Path(m).exists():
+        if Path(m).is_dir():
             cmd += ["--tmpfs", m, "--remount-ro", m]
+        elif Path(m).exists():
+            cmd += ["--ro-bind", "/dev/null", m]
     return cmd + ["--"]
 
 

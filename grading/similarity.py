@@ -4,7 +4,9 @@ Each student's code for an exercise is what the grader would run (extract.py), m
 is also in the released template (signatures, docstrings, given code). It is tokenized with
 ``tokenize`` and normalised -- identifiers, numbers and strings become placeholders, comments vanish --
 so renaming variables or reformatting does not hide a copy. Similarity is the Jaccard index of the
-token 5-grams; a pair's score is the mean over exercises both students attempted.
+token 5-grams; a pair's score is the mean over exercises both students attempted. The course's graded
+reference implementations take part as the pseudo-student "(course reference)", so code copied from them
+is listed too. Submissions are read by the bounded reader (parse.py): a hostile file costs only its author.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ import keyword
 import tokenize
 from pathlib import Path
 
-from grading.extract import Template, parse_cells, read_submission
+from grading.extract import Template
 from grading.grade import Submission
+from grading.parse import Parser
+
+REFERENCE = "(course reference)"
 
 NGRAM = 5
 MIN_TOKENS = 8  # shorter code (a stub, a one-liner) says nothing about copying
@@ -64,23 +69,52 @@ def student_code(template: Template, cells, ex, given: set[str]) -> str:
     return "\n".join(line for line in lines if line.strip() and line.strip() not in given)
 
 
+def reference_grams(spec) -> dict[str, set]:
+    """Shingles of the graded references' source, per exercise (those of its public checks)."""
+    import ast
+    import inspect
+
+    from labsupport.check import get_exercise, resolve
+
+    extra: dict[str, str] = {}
+    if spec.checks:  # the spec's checks file: module "labgrade_checks"; its functions' source by name
+        text = spec.checks.read_text()
+        from grading.judge import load_checks
+
+        load_checks(text)
+        extra = {n.name: ast.get_source_segment(text, n) or "" for n in ast.parse(text).body
+                 if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    out = {}
+    for ex in spec.exercises:
+        sources = []
+        for t in ex.tests:
+            try:
+                refs = get_exercise(t.public).reference or () if t.public else ()
+                sources += [extra.get(p.partition(":")[2], "") if p.startswith("labgrade_checks:")
+                            else inspect.getsource(resolve(p)) for p in refs]
+            except (KeyError, OSError, TypeError, ImportError, AttributeError):
+                continue
+        tokens = normalize("\n".join(sources))
+        if len(tokens) >= MIN_TOKENS:
+            out[ex.id] = shingles(tokens)
+    return out
+
+
 def similarity(spec, submissions: list[Submission], top: int = 20):
     """DataFrame of student pairs (most similar first) with one column per exercise."""
     import pandas as pd
 
-    template = Template(spec)
-    given = template_lines(template)
-    grams: dict[str, dict[str, set]] = {}
-    for sub in submissions:
-        nb, _ = read_submission(sub.path) if sub.path else (None, None)
-        if nb is None:
-            continue
-        cells = parse_cells(nb)
-        grams[sub.key] = {}
-        for ex in spec.exercises:
-            tokens = normalize(student_code(template, cells, ex, given))
-            if len(tokens) >= MIN_TOKENS:
-                grams[sub.key][ex.id] = shingles(tokens)
+    grams: dict[str, dict[str, set]] = {REFERENCE: reference_grams(spec)}
+    with Parser(spec, [], {}, {}, want="code") as parser:
+        for sub in submissions:
+            got = parser.read(sub.path) if sub.path and not sub.reason else {}
+            if "code" not in got:
+                continue
+            grams[sub.key] = {}
+            for ex in spec.exercises:
+                tokens = normalize(got["code"].get(ex.id, ""))
+                if len(tokens) >= MIN_TOKENS:
+                    grams[sub.key][ex.id] = shingles(tokens)
     rows = []
     for a, b in itertools.combinations(sorted(grams), 2):
         row = {"student_a": a, "student_b": b}

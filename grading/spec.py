@@ -29,6 +29,7 @@ class Limits:
     memory_mb: int = 2048  # address space a test may add on top of the preloaded libraries
     processes: int = 64  # processes a submission may run at once
     output_mb: int = 16  # largest file (captured stdout included) a submission may write
+    parse_seconds: float = 20.0  # wall time to read and extract one submission (a bounded subprocess)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class ExerciseSpec:
     tests: tuple[TestSpec, ...]
     depends: tuple[str, ...] = ()  # exercises whose names come from the solution, not the student
     allow: tuple[str, ...] = ()  # graded references this exercise may use anyway ("labsupport.gpt:GPT")
+    forbid: tuple[str, ...] = ()  # more objects it may not use, like the references ("labsupport.bpe_train:train_bpe")
 
     @property
     def max_points(self) -> float:
@@ -171,7 +173,7 @@ def load_spec(path: str | os.PathLike, notebooks: str | os.PathLike | None = Non
         if len(set(names)) != len(names):
             raise _err(path, f"exercise {eid}: test names repeat ({', '.join(names)})")
         exercises.append(ExerciseSpec(eid, ex.get("title", eid), defines, tests, tuple(ex.get("depends", ())),
-                                      tuple(ex.get("allow", ()))))
+                                      tuple(ex.get("allow", ())), tuple(ex.get("forbid", ()))))
     ids = [e.id for e in exercises]
     if len(set(ids)) != len(ids):
         raise _err(path, f"exercise ids repeat: {', '.join(ids)}")

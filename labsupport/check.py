@@ -29,6 +29,8 @@ override them). Build inputs without calling a graded reference (they are replac
 submission runs). The labels are the trusted text of failure messages: make them say what was called.
 A custom ``judge(got, want, **options)`` gets two `Records` (label -> value) for checks that compare more
 than values (e.g. naming a typical mistake); ``reference=None`` runs no reference (``want`` is empty).
+``success="..."`` is the note printed on a pass. Tests: tests/test_checks_labNN.py (the reference passes,
+typical wrong answers fail with a clear message).
 Grading specs name checks by id; the private hidden tests use the same two halves (grading/README.md).
 """
 
@@ -311,6 +313,7 @@ class Exercise:
     reference: tuple[str, ...] | None  # "module:attribute" of the graded reference objects, or None
     judge: Callable[..., str | None] = compare
     options: Mapping[str, Any] = field(default_factory=dict)
+    success: str = ""  # the note shown on a pass (default: the judge's)
 
     def run_options(self, overrides: Mapping[str, Any] | None = None, seed: int = 0) -> dict[str, Any]:
         """The driver/judge options: the check's defaults, then the spec's (which always win), then seed."""
@@ -321,8 +324,8 @@ EXERCISES: dict[str, Exercise] = {}
 
 
 def exercise(id: str, title: str, hint: str, reference: list[str] | None = None,
-             judge: Callable[..., str | None] | None = None,
-             options: Mapping[str, Any] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+             judge: Callable[..., str | None] | None = None, options: Mapping[str, Any] | None = None,
+             success: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a driver under an exercise id (see the module docstring)."""
 
     def wrap(drive: Callable[..., Any]) -> Callable[..., Any]:
@@ -331,7 +334,7 @@ def exercise(id: str, title: str, hint: str, reference: list[str] | None = None,
         if reference is None and judge is None:
             raise ValueError(f"exercise {id!r}: give `reference=` (compared by `compare`) or a custom `judge=`")
         EXERCISES[id] = Exercise(id, title, hint, drive, tuple(reference) if reference is not None else None,
-                                 judge or compare, dict(options or {}))
+                                 judge or compare, dict(options or {}), success)
         return drive
 
     return wrap
@@ -381,10 +384,11 @@ def run_driver(drive: Callable[..., Any], objects: list[Any], options: Mapping[s
     return t.data()
 
 
-def judge(ex_judge: Callable[..., str | None], got: Records, want: Records, options: Mapping[str, Any]) -> str:
-    """Run a judge; its success note (it raises AssertionError on a wrong answer)."""
+def judge(ex_judge: Callable[..., str | None], got: Records, want: Records, options: Mapping[str, Any],
+          success: str = "") -> str:
+    """Run a judge; the success note (it raises AssertionError on a wrong answer)."""
     detail = ex_judge(got, want, **driver_kwargs(ex_judge, options))
-    return str(detail)[:MAX_MESSAGE] if detail else "all tests passed"
+    return (success or str(detail or "") or "all tests passed")[:MAX_MESSAGE]
 
 
 _WANT: dict[tuple[str, str], Records] = {}
@@ -420,7 +424,7 @@ def run_check(id: str, *args: Any, **options: Any) -> tuple[bool, str]:
     except Exception as err:
         return False, describe_error(err)
     try:
-        return True, judge(ex.judge, got, reference_records(ex, opts), opts)
+        return True, judge(ex.judge, got, reference_records(ex, opts), opts, ex.success)
     except AssertionError as err:
         return False, (str(err) or "wrong answer")[:MAX_MESSAGE]
 

@@ -66,7 +66,8 @@ ODD_VOCAB = {"hello": 0, "world": 1, UNK: 7}  # the <unk> id comes from the voca
 @exercise("01.1", title="word vocabulary with <unk>",
           hint='vocab = {"<unk>": 0} + the max_size-1 most frequent words, sorted by (-count, word); '
                'encode_words maps each text.split() word to vocab.get(word, vocab["<unk>"])',
-          reference=["labsupport.checks.lab01:ref_build_word_vocab", "labsupport.checks.lab01:ref_encode_words"])
+          reference=["labsupport.checks.lab01:ref_build_word_vocab", "labsupport.checks.lab01:ref_encode_words"],
+          success="vocabularies and <unk> ids match the reference")
 def drive_word_vocab(t: Trace, build_word_vocab: Callable, encode_words: Callable) -> None:
     for texts, size in [(TEXTS, 6), (TEXTS, 1), (TEXTS, 100), ([], 5), (["b a", "a b", "c"], 3)]:
         t.record(f"build_word_vocab({short(texts, 60)}, max_size={size})",
@@ -79,7 +80,8 @@ def drive_word_vocab(t: Trace, build_word_vocab: Callable, encode_words: Callabl
 @exercise("01.2", title="character vocabulary",
           hint='vocab = {"<unk>": 0} + sorted(set of all characters) with ids 1, 2, ...; '
                'encode_chars gives one id per character, unknown ones -> vocab["<unk>"]',
-          reference=["labsupport.checks.lab01:ref_build_char_vocab", "labsupport.checks.lab01:ref_encode_chars"])
+          reference=["labsupport.checks.lab01:ref_build_char_vocab", "labsupport.checks.lab01:ref_encode_chars"],
+          success="character vocabularies and ids match the reference")
 def drive_char_vocab(t: Trace, build_char_vocab: Callable, encode_chars: Callable) -> None:
     for texts in [TEXTS, ["héllo wörld 🤗", "line one\nline two\t!"], [], [""]]:
         t.record(f"build_char_vocab({short(texts, 60)})", build_char_vocab(list(texts)))
@@ -89,7 +91,8 @@ def drive_char_vocab(t: Trace, build_char_vocab: Callable, encode_chars: Callabl
 
 @exercise("01.3", title="count adjacent pairs",
           hint="for each word and count n: for each pair in zip(word, word[1:]): counts[pair] += n",
-          reference=["labsupport.bpe_train:count_pairs"])
+          reference=["labsupport.bpe_train:count_pairs"],
+          success=f"{len(PAIR_CASES)} word-count dicts counted correctly")
 def drive_count_pairs(t: Trace, count_pairs: Callable) -> None:
     for words in PAIR_CASES:
         inp = dict(words)
@@ -100,7 +103,8 @@ def drive_count_pairs(t: Trace, count_pairs: Callable) -> None:
 @exercise("01.4", title="merge one pair",
           hint="scan each word left to right; where (word[i], word[i+1]) == pair append word[i] + word[i+1] and "
                "skip 2, else append word[i]; return a new dict",
-          reference=["labsupport.bpe_train:merge_pair"])
+          reference=["labsupport.bpe_train:merge_pair"],
+          success=f"{len(MERGE_CASES)} merges match the reference (overlaps included)")
 def drive_merge_pair(t: Trace, merge_pair: Callable) -> None:
     for words, pair in MERGE_CASES:
         inp = copy.deepcopy(words)
@@ -112,7 +116,8 @@ def drive_merge_pair(t: Trace, merge_pair: Callable) -> None:
 @exercise("01.5", title="learn BPE merges",
           hint="repeat num_merges times: pairs = count_pairs(words); stop if empty; best = the highest count, "
                "ties -> min(pair); words = merge_pair(words, best)",
-          reference=["labsupport.bpe_train:learn_merges"])
+          reference=["labsupport.bpe_train:learn_merges"],
+          success="merges match the reference, tie-break and early stop included")
 def drive_learn_merges(t: Trace, learn_merges: Callable) -> None:
     for words, n in LEARN_CASES:
         got = learn_merges(copy.deepcopy(words), n)

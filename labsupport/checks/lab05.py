@@ -36,7 +36,8 @@ EXAMPLES = [
 
 
 @exercise("05.1", title="format an example", hint='return f"<sentiment_{label}> {verse_text}": the label (not the '
-          "id) in the tag, one space, the verse unchanged", reference=["labsupport.streaming:format_example"])
+          "id) in the tag, one space, the verse unchanged", reference=["labsupport.streaming:format_example"],
+          success=f"{len(EXAMPLES)} examples formatted like the reference")
 def drive_format_example(t: Trace, format_example: Callable) -> None:
     for ex in EXAMPLES:
         t.record(f"format_example({short(ex, 90)})", format_example(dict(ex)))
@@ -61,7 +62,8 @@ BLOCK_CASES = [  # (docs, block_size, stride)
           hint="append EOS after every document; while the buffer holds block_size tokens yield buf[:block_size] "
                "and drop the first `stride`; at the end yield the leftover if it holds tokens no block had; "
                "ValueError if block_size < 2 or not 1 <= stride <= block_size",
-          reference=["labsupport.streaming:make_blocks"])
+          reference=["labsupport.streaming:make_blocks"],
+          success=f"{len(BLOCK_CASES)} streams blocked like the reference; bad sizes raise ValueError")
 def drive_make_blocks(t: Trace, make_blocks: Callable) -> None:
     for docs, block_size, stride in BLOCK_CASES:
         got = make_blocks((list(d) for d in docs), block_size, stride, EOS)  # a generator, like a real stream
@@ -86,7 +88,8 @@ LOSS_CASES = [  # (losses, n_tokens)
 @exercise("05.3", title="perplexity from losses",
           hint="perplexity = exp(mean loss); with n_tokens the mean is sum(loss_i * n_i) / sum(n_i) "
                "(not the mean of exp(loss_i)); an empty list of losses raises ValueError",
-          reference=["labsupport.streaming:perplexity_from_losses"], options={"rtol": 1e-6, "atol": 0.0})
+          reference=["labsupport.streaming:perplexity_from_losses"], options={"rtol": 1e-6, "atol": 0.0},
+          success=f"{len(LOSS_CASES)} cases match exp(mean loss), weighted and unweighted")
 def drive_perplexity(t: Trace, perplexity_from_losses: Callable) -> None:
     for losses, n_tokens in LOSS_CASES:
         inp = losses.clone() if isinstance(losses, torch.Tensor) else list(losses)

@@ -43,7 +43,8 @@ BATCH = {"idx": list(range(len(SENTENCES))), "sentence": list(SENTENCES), "label
           hint="tokenize_batch: tokenizer(batch['sentence'], truncation=True, max_length=max_length) with no padding; "
                "collate: pad input_ids with pad_token_id and attention_mask with 0 on the right, up to the longest "
                "in the batch; labels = tensor of the 'label' values",
-          reference=["labsupport.classify:tokenize_batch", "labsupport.classify:pad_collate"])
+          reference=["labsupport.classify:tokenize_batch", "labsupport.classify:pad_collate"],
+          success="truncation, dynamic padding, attention masks and labels match the reference")
 def drive_tokenize_and_collate(t: Trace, tokenize_batch: Callable, collate: Callable) -> None:
     tok = toy_tokenizer()
     for max_length in (64, 4):
@@ -79,7 +80,8 @@ ACCURACY_CASES += [(logits.numpy().astype(np.float32), labels.numpy()) for logit
 @exercise("07.2", title="accuracy from logits",
           hint="predictions = logits.argmax(axis=-1) (one per row); accuracy = mean(predictions == labels) as a float; "
                "accept numpy arrays (what the 🤗 Trainer passes) as well as tensors",
-          reference=["labsupport.classify:accuracy"], options={"atol": 1e-6, "rtol": 0.0})
+          reference=["labsupport.classify:accuracy"], options={"atol": 1e-6, "rtol": 0.0},
+          success=f"{len(ACCURACY_CASES)} cases (tensors and numpy arrays) match")
 def drive_accuracy(t: Trace, accuracy_from_logits: Callable) -> None:
     for logits, labels in ACCURACY_CASES:
         got = accuracy_from_logits(logits.copy() if isinstance(logits, np.ndarray) else logits.clone(),
@@ -104,7 +106,8 @@ LAST_CASES = [
 @exercise("07.3", title="index of the last real token",
           hint="real = input_ids != pad_id; the answer is the largest position where real is True, e.g. "
                "(torch.arange(T) * real).argmax(dim=1); counting real tokens only works for right padding",
-          reference=["labsupport.classify:last_token_index"])
+          reference=["labsupport.classify:last_token_index"],
+          success="right-, left- and unpadded batches give the right positions")
 def drive_last_token_index(t: Trace, last_token_index: Callable) -> None:
     for name, ids, pad_id in LAST_CASES:
         got = last_token_index(ids.clone(), pad_id)
