@@ -1,6 +1,6 @@
 """Benchmark: the Lab 06 LSTM training step vs the original recipe, in one run on the same device.
 
-    lab recipe:      bf16 autocast on CUDA GPUs with native bf16 (the LSTM stays float32), batch 128, bucketing
+    lab recipe:      the precision policy (labsupport.precision.amp; the LSTM stays float32), batch 128, bucketing
     original recipe: float32, batch 32, every review padded to 258 tokens, random batches (no bucketing)
 
 Both train the same model (`LSTMLanguageModel` default config: embedding 300, LSTM 256; `--small`: 32/32) from
@@ -124,9 +124,9 @@ def main(argv: list[str] | None = None) -> None:
                                   pin_memory=device.type == "cuda")
         model = copy.deepcopy(init)
         warm_up(model, loader, recipe, args.warmup)
-        amp_on = recipe["amp"] and lstm.uses_bf16(device)
+        policy = lstm.precision(device, recipe["amp"])
         line = f"{name:>8}: batch {recipe['batch_size']:>3}, bucketing {'on ' if recipe['bucket'] else 'off'}, " \
-               f"{'bf16 autocast' if amp_on else 'float32'}"
+               f"{policy.name if policy.dtype else 'float32'}"
         if args.epochs:
             optimizer = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
             history = lstm.fit(model, optimizer, loader, args.epochs, amp=recipe["amp"],

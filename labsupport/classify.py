@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from labsupport.config import CfgNode
-from labsupport.core import count_parameters, eval_mode
+from labsupport.core import count_parameters
 from labsupport.precision import amp, fp32_logits
 from labsupport.textdata import PAD_ID, UNK_ID, Vocab, encode_documents
-from labsupport.trainer import Trainer
+from labsupport.trainer import Trainer, evaluate
 
 TRAINABLE_MODES = ("all", "head", "last_block")
 
@@ -129,21 +129,9 @@ class ClassificationDataset(Dataset):
         return self.x[i], self.y[i]
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256) -> dict[str, float]:
-    """Mean loss and accuracy of a classifier `model(x, y) -> (logits, loss)` over a whole dataset."""
-    device = next(model.parameters()).device
-    total_loss, correct, n = 0.0, 0, 0
-    policy = amp(device, training=False)
-    with eval_mode(model):
-        for x, y in DataLoader(dataset, batch_size=batch_size):
-            x, y = x.to(device), y.to(device)
-            with policy.autocast():
-                logits, loss = model(x, y)
-            total_loss += loss.item() * len(y)
-            correct += (logits.argmax(dim=-1) == y).sum().item()
-            n += len(y)
-    return {"loss": total_loss / n, "accuracy": correct / n}
+def _scores(model: nn.Module, dataset: Dataset) -> dict[str, float]:
+    """labsupport.trainer.evaluate over a whole dataset: mean loss and accuracy (each example counts once)."""
+    return evaluate(model, DataLoader(dataset, batch_size=256))
 
 
 def finetune(model: GPTClassifier, train_dataset: Dataset, val_dataset: Dataset, train_config: CfgNode,
@@ -164,12 +152,12 @@ def finetune(model: GPTClassifier, train_dataset: Dataset, val_dataset: Dataset,
 
     def log(tr: Trainer) -> None:
         if tr.iter_num % eval_interval == 0 or tr.iter_num == tr.config.max_iters:
-            t, v = evaluate(tr.model, train_probe), evaluate(tr.model, val_dataset)
+            t, v = _scores(tr.model, train_probe), _scores(tr.model, val_dataset)
             rows.append(dict(iter=tr.iter_num, train_loss=t["loss"], train_acc=t["accuracy"],
                              val_loss=v["loss"], val_acc=v["accuracy"]))
 
     trainer = Trainer(train_config, model, train_dataset)
-    t, v = evaluate(model.to(trainer.device), train_probe), evaluate(model, val_dataset)
+    t, v = _scores(model.to(trainer.device), train_probe), _scores(model, val_dataset)
     rows.append(dict(iter=0, train_loss=t["loss"], train_acc=t["accuracy"], val_loss=v["loss"], val_acc=v["accuracy"]))
     trainer.add_callback("on_batch_end", log)
     trainer.run()
@@ -246,5 +234,5 @@ def precision_kwargs(device: torch.device | str, model: nn.Module | None = None)
 
 __all__ = [
     "TRAINABLE_MODES", "ClassificationDataset", "GPTClassifier", "accuracy", "compute_metrics", "count_parameters",
-    "evaluate", "finetune", "last_token_index", "pad_collate", "precision_kwargs", "tokenize_batch",
+    "finetune", "last_token_index", "pad_collate", "precision_kwargs", "tokenize_batch",
 ]

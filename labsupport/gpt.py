@@ -159,12 +159,6 @@ class GPT(nn.Module):
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
         return logits, loss
 
-    # ------------------------------------------------------------------------------------------ training
-
-    def configure_optimizers(self, train_config: CfgNode) -> torch.optim.AdamW:
-        """AdamW where only Linear weights get weight decay (biases, LayerNorms and embeddings do not)."""
-        return make_adamw(self, train_config)
-
     # ------------------------------------------------------------------------------------------ generation
 
     @torch.no_grad()
@@ -239,22 +233,6 @@ class GPT(nn.Module):
         model = cls(config)
         model.load_state_dict(_convert_hf_gpt2(hf.state_dict(), hc.n_layer, hc.n_embd))
         return model
-
-
-def make_adamw(model: nn.Module, train_config: CfgNode) -> torch.optim.AdamW:
-    """AdamW with two groups: Linear weights decay (train_config.weight_decay), all other parameters do not.
-
-    Decaying biases, LayerNorm gains or embeddings would pull them towards 0, which is not a useful prior.
-    """
-    decay, no_decay = [], []
-    for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
-            (decay if isinstance(module, nn.Linear) and name == "weight" else no_decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": train_config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=train_config.learning_rate, betas=tuple(train_config.betas))
 
 
 def _resolve_config(config: CfgNode) -> CfgNode:

@@ -17,10 +17,12 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.utils.data import DataLoader
 
-from labsupport.core import IGNORE_INDEX, eval_mode, perplexity
+from labsupport.core import perplexity
 from labsupport.generate import as_decode, generate
 from labsupport.textdata import LanguageModelingDataset, Vocab
+from labsupport.trainer import evaluate
 from labsupport.viz import moving_average, plot_losses  # re-exported: Lab 04 imports its helpers from here
 
 
@@ -31,7 +33,6 @@ def lm_datasets(vocab: Vocab, train_text: str, val_text: str, seq_len: int
             LanguageModelingDataset(vocab.encode(val_text), seq_len))
 
 
-@torch.no_grad()
 def evaluate_lm(model: nn.Module, dataset: Any, batch_size: int = 64, max_batches: int | None = None) -> float:
     """Mean next-token cross-entropy (nats per token) over `dataset`, read in order, dropout off.
 
@@ -44,18 +45,7 @@ def evaluate_lm(model: nn.Module, dataset: Any, batch_size: int = 64, max_batche
     n = len(dataset) if max_batches is None else min(len(dataset), max_batches * batch_size)
     if n == 0:
         raise ValueError("the dataset is empty: nothing to evaluate")
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    with eval_mode(model):
-        for start in range(0, n, batch_size):
-            items = [dataset[i] for i in range(start, min(start + batch_size, n))]
-            x = torch.stack([it[0] for it in items]).to(device)  # (B, T)
-            y = torch.stack([it[1] for it in items]).to(device)  # (B, T)
-            _, loss = model(x, y)  # mean over this batch's real targets
-            k = int((y != IGNORE_INDEX).sum())
-            total += loss.item() * k
-            count += k
-    return total / count
+    return evaluate(model, DataLoader(dataset, batch_size=batch_size), max_batches=max_batches)["loss"]
 
 
 class SampleEveryEpoch:

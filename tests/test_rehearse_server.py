@@ -102,3 +102,11 @@ def test_everything_else_is_olahs_own_answer(mirror):
     crash = server.EntryNotFoundMiddleware(olah_like(500, raise_after=True), mirror)
     with pytest.raises(KeyError):  # a crash that is not an entry question is not hidden
         call(crash, "/openai-community/gpt2/resolve/main/config.json")
+
+
+def test_olahs_broken_front_page_answers(mirror):
+    crash = server.EntryNotFoundMiddleware(olah_like(500, raise_after=True), mirror)
+    code, headers, body = call(crash, "/")
+    assert code == 200 and b"olah" in body
+    ok = server.EntryNotFoundMiddleware(olah_like(200), mirror)
+    assert call(ok, "/")[2] == b"olah says 200"  # a working front page is olah's own

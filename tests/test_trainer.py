@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+from labsupport import trainer as trainer_module
 from labsupport.gpt import GPT
 from labsupport.trainer import RandomBatchSampler, Trainer
 
@@ -118,7 +119,7 @@ def test_checkpoint_is_written_atomically(tmp_path, monkeypatch):
         trainer.save(path)
     monkeypatch.undo()
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
-    assert torch.load(path, weights_only=True)["iter_num"] == 2  # the old checkpoint, intact
+    assert torch.load(path, weights_only=True)["progress"]["iter_num"] == 2  # the old checkpoint, intact
 
 
 def test_resume_restores_python_numpy_and_torch_rng(tmp_path):
@@ -175,3 +176,26 @@ if __name__ == "__main__":
         histories.append(trainer.losses)
     with open(out, "w") as f:
         json.dump(histories, f)
+
+
+def test_one_checkpoint_format_for_every_loop(tmp_path):
+    """Trainer.save and lstm.fit write trainer.save_checkpoint's format; each loop refuses the other's progress."""
+    from labsupport import lstm
+    from labsupport.trainer import load_checkpoint
+
+    trainer = build(max_iters=2)
+    trainer.run()
+    trainer.save(tmp_path / "t.pt")
+    progress = load_checkpoint(tmp_path / "t.pt", trainer.model)
+    assert progress["iter_num"] == 2 and progress["losses"] == trainer.losses
+    assert lstm.load_checkpoint is load_checkpoint and lstm.save_checkpoint is trainer_module.save_checkpoint
+    config = lstm.LSTMLanguageModel.get_default_config()
+    config.merge_from_dict(dict(vocab_size=20, embed_dim=8, hidden_size=8))
+    model = lstm.LSTMLanguageModel(config)
+    optimizer = torch.optim.Adam(model.parameters())
+    trainer_module.save_checkpoint(tmp_path / "l.pt", model, optimizer, epoch=1, history={"train_loss": [1.0]})
+    with pytest.raises(ValueError, match="another loop"):
+        trainer.resume(tmp_path / "l.pt")
+    loader = lstm.make_loader([[2, 5, 6, 3], [2, 7, 3]], 2)
+    with pytest.raises(ValueError, match="another loop"):
+        lstm.fit(model, optimizer, loader, 2, checkpoint=tmp_path / "t.pt", progress=False)

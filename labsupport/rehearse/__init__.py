@@ -63,6 +63,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the server's process (Linux): SIGTERM when the process that started it dies, even by SIGKILL, so a
+    killed test run leaves no server behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 @dataclass
 class HubServer:
     """A running olah process serving `mirror`; owned by this process (its own session, killed by PID)."""
@@ -109,7 +118,7 @@ def start_server(mirror: Path, workdir: Path, python: Path | None = None, port: 
     log = open(workdir / "server.log", "ab")
     cmd = [str(python), str(SERVER_SCRIPT), "--mirror", str(mirror), "--port", str(port), "--workdir", str(workdir)]
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               start_new_session=True, cwd=workdir)
+                               start_new_session=True, cwd=workdir, preexec_fn=_die_with_parent)
     log.close()
     server = HubServer(f"http://127.0.0.1:{port}", process, workdir)
     probe = f"{server.endpoint}/api/models/openai-community/gpt2/revision/main"
@@ -179,6 +188,11 @@ def main(labs: list[str] | None, out: Path, timeout: int, serve: bool) -> int:
             from labsupport.runner import REPO, find_labs, run_labs
 
             print("[labsupport] LABSUPPORT_PROFILE unset: each lab's setup() must detect full by itself")
-            return run_labs(find_labs(REPO / "notebooks", labs), None, timeout, out, "tiny", **env)
+            code = run_labs(find_labs(REPO / "notebooks", labs), None, timeout, out, "tiny", **env)
+            if code:
+                out.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(server.log, out / "rehearsal-server.log")
+                print(f"[labsupport] server log kept: {out / 'rehearsal-server.log'}", file=sys.stderr)
+            return code
         finally:
             shutil.rmtree(hf_home, ignore_errors=True)

@@ -174,8 +174,10 @@ def build(root: Path) -> Path:
     """Build every repository under `root` (empty or absent) and return `root`."""
     import datasets
     import torch
+    from transformers.utils import logging as hf_logging
 
     datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
     for repo_id, builder in MODEL_BUILDERS.items():
         repo = root / "models" / repo_id
         repo.mkdir(parents=True)

@@ -13,8 +13,11 @@ local mirror's git tree does not hold with 401 + ``X-Error-Code: RepoNotFound`` 
 files (``added_tokens.json``, ``chat_template.jinja``, ...) and reads a 401 as "not a valid model
 identifier". Adding those files to the mirror would make the rehearsal lie about the real repos, so
 ``EntryNotFoundMiddleware`` rewrites exactly that case: a non-2xx answer to ``resolve/<rev>/<path>``
-for a repository the mirror holds, at a revision git knows, whose tree lacks ``<path>``. Everything
-else -- every 2xx, every other error, every API route -- is olah's own answer, untouched.
+(or an API tree listing) for a repository the mirror holds, at a revision git knows, whose tree lacks
+``<path>``. One more olah bug is papered over: its front page ``GET /`` is a 500 in the 0.5.4 wheel (a
+missing template), where the hub's answers 200 -- and profile detection GETs it -- so an error there becomes
+a one-line 200 page. Everything else -- every 2xx, every other error, every API route -- is olah's own
+answer, untouched.
 """
 
 from __future__ import annotations
@@ -76,10 +79,20 @@ class EntryNotFoundMiddleware:
         try:
             await self.app(scope, receive, capture)
         except Exception:
-            # olah 0.5.4's GET of a file missing from a mirrored tree raises KeyError (a 500, already held)
-            if not (held and missing_entry(self.mirror, scope["path"])):
+            # olah 0.5.4's GET of a file missing from a mirrored tree raises KeyError (a 500, already held);
+            # so does its front page (a missing template)
+            if not (held and (scope["path"] == "/" or missing_entry(self.mirror, scope["path"]))):
                 raise
         if not held:
+            return
+        if scope["path"] == "/":
+            # olah 0.5.4's front page is a 500 (its wheel lacks static/index.html, and it calls starlette 1.x's
+            # TemplateResponse with the old signature); the hub's answers 200, and profile detection GETs it
+            body = b"<!doctype html><title>olah</title><p>olah local mirror (labsupport rehearsal)</p>\n"
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/html; charset=utf-8"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
             return
         if missing_entry(self.mirror, scope["path"]):
             body = b'{"error":"Entry not found"}'

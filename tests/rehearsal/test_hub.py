@@ -14,6 +14,7 @@ def answer(url: str, method: str = "GET"):
 
 def test_server_answers_like_the_hub(hub):
     e = hub.endpoint
+    assert answer(f"{e}/")[0] == 200  # the front page, which profile detection GETs
     assert answer(f"{e}/openai-community/gpt2/resolve/main/config.json", "HEAD")[0] == 200
     status, headers = answer(f"{e}/openai-community/gpt2/resolve/main/added_tokens.json")
     assert (status, headers["X-Error-Code"]) == (404, "EntryNotFound")  # absent file: the hub's 404
