@@ -3,6 +3,9 @@ student's live objects and prints a clear pass/fail with a hint. It never raises
 so a notebook keeps running; it returns True/False.
 
 Checks for lab NN live in ``labsupport/checks/labNN.py`` and register themselves with ``@exercise``.
+Hints come in two levels: the first names the concept; the second, printed from the second failure of
+the same exercise on, points at the API to use. Neither contains the solution's code
+(``tests/test_hints.py`` compares them with the solution notebooks).
 The grader (``grading/``) runs the very same functions as its public tests.
 """
 
@@ -20,11 +23,13 @@ from typing import Any
 class Exercise:
     id: str  # "01.2"
     title: str
-    hint: str
+    hint: str  # level 1: the concept
     func: Callable[..., str | None]  # raises AssertionError on a wrong answer; may return a success detail
+    hint2: str = ""  # level 2, shown on a repeated failure: the API to use
 
 
 EXERCISES: dict[str, Exercise] = {}
+FAILURES: dict[str, int] = {}  # failed `check` calls per exercise in this process: picks the hint level
 
 
 def short(x: object, n: int = 160) -> str:
@@ -39,13 +44,13 @@ def expect_equal(got: object, want: object, what: str) -> None:
         raise AssertionError(f"{what}: expected {short(want)}, got {short(got)}")
 
 
-def exercise(id: str, title: str, hint: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a check function under an exercise id."""
+def exercise(id: str, title: str, hint: str, hint2: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a check function under an exercise id, with a concept hint and an API hint."""
 
     def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
         if id in EXERCISES:
             raise ValueError(f"exercise {id!r} registered twice")
-        EXERCISES[id] = Exercise(id, title, hint, func)
+        EXERCISES[id] = Exercise(id, title, hint, func, hint2)
         return func
 
     return wrap
@@ -102,11 +107,20 @@ class CheckResult:
 
 
 def check(id: str, *args: Any, **kwargs: Any) -> CheckResult:
-    """Check exercise `id` with the student's objects; print pass/fail (and a hint on failure)."""
+    """Check exercise `id` with the student's objects; print pass/fail (and a hint on failure).
+
+    The first failure shows the concept hint; later failures of the same exercise add the API hint.
+    """
     ex = get_exercise(id)
     ok, msg = run_check(id, *args, **kwargs)
     if ok:
         print(f"PASS  exercise {id} ({ex.title}): {msg}")
     else:
+        FAILURES[id] = FAILURES.get(id, 0) + 1
         print(f"FAIL  exercise {id} ({ex.title}): {msg}\n      hint: {ex.hint}")
+        if ex.hint2:
+            if FAILURES[id] > 1:
+                print(f"      hint 2: {ex.hint2}")
+            else:
+                print("      (run the check again after a change: a second failure shows a more specific hint)")
     return CheckResult(id, ok, msg)

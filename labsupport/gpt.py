@@ -67,7 +67,13 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """Token + position embeddings -> n_layer blocks -> final LayerNorm -> linear head over the vocabulary."""
+    """Token + position embeddings -> n_layer blocks -> final LayerNorm -> linear head over the vocabulary.
+
+    Lab 04 re-implements `Block.forward` and `GPT.forward` in subclasses; `block_cls` is the class the
+    blocks are built from, so a subclass can swap in its own block.
+    """
+
+    block_cls: type[nn.Module] = Block
 
     @staticmethod
     def get_default_config() -> CfgNode:
@@ -95,7 +101,7 @@ class GPT(nn.Module):
             wte=nn.Embedding(config.vocab_size, config.n_embd),  # token embeddings
             wpe=nn.Embedding(config.block_size, config.n_embd),  # learned position embeddings
             drop=nn.Dropout(config.embd_pdrop),
-            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            h=nn.ModuleList([self.block_cls(config) for _ in range(config.n_layer)]),
             ln_f=nn.LayerNorm(config.n_embd),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
