@@ -46,7 +46,9 @@ def _write(fd: int, msg: dict[str, Any]) -> None:
 def build_context(cfg: dict[str, Any]) -> Context:
     """Load everything trusted, once, before any fork."""
     import torch
+    import torch._dynamo  # noqa: F401  (an optimizer's first step imports it, and it re-wraps torch.manual_seed:
 
+    # import it before the monkeypatching snapshot, or a check that trains a model looks like tampering)
     from labsupport.check import EXERCISES
     from labsupport.runtime import seed_everything
 

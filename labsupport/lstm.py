@@ -17,7 +17,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 from labsupport.config import CfgNode
 from labsupport.io import atomic_torch_save
 from labsupport.runtime import rng_state, set_rng_state
-from labsupport.textdata import BOS_ID, PAD_ID, UNK_ID, BucketBatchSampler, Vocab, lm_collate_fn
+from labsupport.textdata import BOS_ID, IGNORE_INDEX, PAD_ID, UNK_ID, BucketBatchSampler, Vocab, lm_collate_fn
 
 SUPPRESS_IDS = (UNK_ID, PAD_ID, BOS_ID)  # never generated: <unk> is not a word, <pad>/<bos> never follow text
 CHECKPOINT_VERSION = 1
@@ -123,8 +123,18 @@ class LSTMLanguageModel(nn.Module):
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor, pad_id: int = PAD_ID) -> torch.Tensor:
-    """Mean cross-entropy over the targets that are not `pad_id`: logits (B, T, V), targets (B, T) -> scalar."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=pad_id)
+    """Mean cross-entropy over the real targets: logits (B, T, V), targets (B, T) -> scalar.
+
+    Targets equal to `pad_id` (a fixed-length batch padded with <pad>) or to IGNORE_INDEX (-100, what a collate
+    function pads targets with) do not count.
+    """
+    targets = targets.masked_fill(targets == pad_id, IGNORE_INDEX)
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+
+
+def n_targets(targets: torch.Tensor, pad_id: int = PAD_ID) -> int:
+    """How many targets `lm_loss` averages over: neither `pad_id` nor IGNORE_INDEX."""
+    return int(((targets != pad_id) & (targets != IGNORE_INDEX)).sum())
 
 
 def perplexity(losses: Sequence[float] | torch.Tensor, counts: Sequence[int] | torch.Tensor) -> float:
@@ -160,10 +170,13 @@ def unigram_perplexity(train: Iterable[Sequence[int]], test: Iterable[Sequence[i
 
 
 def make_loader(sequences: Sequence[Sequence[int]], batch_size: int, *, shuffle: bool = True, bucket: bool = True,
-                seed: int = 0, pad_id: int = PAD_ID, pin_memory: bool = False) -> DataLoader:
+                seed: int = 0, pad_id: int = PAD_ID, pin_memory: bool = False,
+                dataset: Any = None, collate_fn: Callable[[list], tuple] | None = None) -> DataLoader:
     """(x, y) batches from token sequences ``<bos> ... <eos>`` of any lengths: x = s[:-1], y = s[1:].
 
-    Each batch is padded to its longest sequence, targets with `pad_id` (the loss ignores them).
+    Each batch is padded to its longest sequence, targets with `pad_id` (the loss ignores them). Lab 06 passes
+    its own `dataset` (item i = the (x, y) pair of sequences[i]) and `collate_fn` (a list of items -> (X, Y));
+    the batches are still chosen by the lengths of `sequences`.
     `bucket` groups similar lengths (fewer pads); with `shuffle` and no `bucket` the batches are plain random
     ones (BucketBatchSampler with pools of one batch). The order depends only on (seed, epoch): call
     ``loader.batch_sampler.set_epoch(epoch)`` (`fit` does) so a resumed run sees the same batches.
@@ -179,7 +192,11 @@ def make_loader(sequences: Sequence[Sequence[int]], batch_size: int, *, shuffle:
     else:
         sampler = BatchSampler(SequentialSampler(seqs), batch_size, drop_last=False)
     # a private generator: creating the iterator must not consume the global torch RNG (keeps resumes exact)
-    return DataLoader(seqs, batch_sampler=sampler, collate_fn=lm_collate_fn(pad_id=pad_id, ignore_index=pad_id),
+    if dataset is not None and len(dataset) != len(seqs):
+        raise ValueError(f"dataset has {len(dataset)} items but there are {len(seqs)} sequences; item i must be "
+                         f"sequence i (one chunk per sequence)")
+    return DataLoader(seqs if dataset is None else dataset, batch_sampler=sampler,
+                      collate_fn=collate_fn or lm_collate_fn(pad_id=pad_id, ignore_index=pad_id),
                       pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
 
 
@@ -219,7 +236,7 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opt
     start = time.perf_counter()
     bar = tqdm(loader, desc=desc, disable=not progress, leave=True)
     for step, (x, y) in enumerate(bar):
-        n = int((y != pad_id).sum())  # counted on the CPU copy: no GPU sync
+        n = n_targets(y, pad_id)  # counted on the CPU copy: no GPU sync
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)  # (B, T), (B, T)
         with autocast(device, amp):
             _, loss = model(x, y)
@@ -247,7 +264,7 @@ def evaluate(model: nn.Module, loader: DataLoader, *, amp: bool = True) -> dict[
     model.eval()
     total, n_tokens = torch.zeros((), dtype=torch.float64, device=device), 0
     for x, y in loader:
-        n = int((y != pad_id).sum())
+        n = n_targets(y, pad_id)
         x, y = x.to(device), y.to(device)
         with autocast(device, amp):
             _, loss = model(x, y)

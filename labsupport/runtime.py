@@ -169,6 +169,13 @@ def setup(lab: str, profile: str | None = None, seed: int = 0, device: str | Non
     return cfg
 
 
+class Recorded(dict):
+    """The dict `record` returns: the numbers were printed already, so a notebook does not display it again."""
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
 def record(**numbers: Any) -> dict[str, Any]:
     """Record a lab's headline numbers (shown in `python -m labsupport run`'s summary table).
 
@@ -187,4 +194,4 @@ def record(**numbers: Any) -> dict[str, Any]:
         current = json.loads(open(path).read()) if os.path.exists(path) else {}
         current.update(clean)
         atomic_write_json(path, current)
-    return clean
+    return Recorded(clean)
