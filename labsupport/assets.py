@@ -8,9 +8,10 @@ the same ``from_pretrained(local_dir)`` path as real checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,11 +212,26 @@ def model_source(name: str, profile: str | None = None) -> str:
     return asset.full if prof == "full" else str(local_model_dir(name, prof))
 
 
-def load_model(name: str, cls: Any = None, profile: str | None = None, **kwargs: Any):
-    """Load a model asset with `cls.from_pretrained` (default `AutoModel`)."""
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Hide 🤗 warnings that are expected (e.g. the LOAD REPORT of a new classification head, which is
+    MISSING from the checkpoint by design), restoring the previous verbosity afterwards. Errors still show."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+
+
+def load_model(name: str, cls: Any = None, profile: str | None = None, quiet: bool = False, **kwargs: Any):
+    """Load a model asset with `cls.from_pretrained` (default `AutoModel`); `quiet` hides expected warnings."""
     if cls is None:
         from transformers import AutoModel as cls
-    return cls.from_pretrained(model_source(name, profile), **kwargs)
+    with quiet_transformers() if quiet else contextlib.nullcontext():
+        return cls.from_pretrained(model_source(name, profile), **kwargs)
 
 
 def load_causal_lm(name: str, profile: str | None = None, **kwargs: Any):

@@ -213,7 +213,8 @@ def load_model(tokenizer, name: str = "gpt-neo-125M", device: torch.device | str
     from labsupport.runtime import get_device
 
     model = assets.load_causal_lm(name, profile)
-    model.resize_token_embeddings(len(tokenizer))  # new rows start at the mean of the old ones
+    with assets.quiet_transformers():  # the expected note on how the new rows are initialised
+        model.resize_token_embeddings(len(tokenizer))  # new rows start at the mean of the old ones
     return model.to(device or get_device()).eval()
 
 

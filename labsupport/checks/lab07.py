@@ -1,7 +1,10 @@
 """Self-checks for Lab 07 (fine-tuning a GPT for classification). References live in `labsupport.classify`.
 
-07.1 uses a tiny word-level 🤗 tokenizer built here (milliseconds, no files), so the check is the same in
-every profile; the rules it checks (truncate, don't pad, pad to the batch's longest) are tokenizer-agnostic.
+07.1: the last real token of right-, left- and unpadded batches. 07.2: the student's `GPTClassifier.forward`
+gets the reference weights and must give the reference logits and loss, the same logits for a sentence however
+it is padded, and read the last real token (not the last position). 07.3 uses a tiny word-level 🤗 tokenizer
+built here (milliseconds, no files), so the check is the same in every profile; the rules it checks (truncate,
+don't pad, pad to the batch's longest) are tokenizer-agnostic. 07.4: accuracy on tensors and numpy arrays.
 """
 
 from __future__ import annotations
@@ -37,10 +40,11 @@ def _ids(t: object) -> list:
     return t.tolist() if isinstance(t, (torch.Tensor, np.ndarray)) else [list(x) for x in t]
 
 
-@exercise("07.1", title="tokenize, then pad each batch to its longest sequence",
-          hint="tokenize_batch: tokenizer(batch['sentence'], truncation=True, max_length=max_length) with no padding; "
-               "collate: pad input_ids with pad_token_id and attention_mask with 0 on the right, up to the longest "
-               "in the batch; labels = tensor of the 'label' values")
+@exercise("07.3", title="tokenize, then pad each batch to its longest sequence",
+          hint="tokenizing cuts long sentences but pads nothing; the collate function pads each batch on the right, "
+               "only up to its longest sentence: ids with the pad id, the mask with 0 (pads are not real tokens)",
+          hint2="the tokenizer's truncation and max_length arguments; in collate torch.full / torch.zeros of shape "
+                "(B, longest) and the key 'labels' (what the 🤗 model's forward takes)")
 def check_tokenize_and_collate(tokenize_batch: Callable, collate: Callable) -> str:
     tok = toy_tokenizer()
     batch = {"idx": list(range(len(SENTENCES))), "sentence": list(SENTENCES), "label": [1, 0, 0, 1, 0]}
@@ -76,9 +80,10 @@ def check_tokenize_and_collate(tokenize_batch: Callable, collate: Callable) -> s
     return "truncation, dynamic padding, attention masks and labels match the reference"
 
 
-@exercise("07.2", title="accuracy from logits",
-          hint="predictions = logits.argmax(axis=-1) (one per row); accuracy = mean(predictions == labels) as a float; "
-               "accept numpy arrays (what the 🤗 Trainer passes) as well as tensors")
+@exercise("07.4", title="accuracy from logits",
+          hint="a row's prediction is its class with the largest logit; accuracy is the share of rows whose "
+               "prediction equals the label; the 🤗 Trainer passes numpy arrays, your own code may pass tensors",
+          hint2="np.asarray(...) accepts both; argmax over the last axis; return a Python float")
 def check_accuracy(accuracy_from_logits: Callable) -> str:
     g = torch.Generator().manual_seed(7)
     cases = [
@@ -102,9 +107,10 @@ def check_accuracy(accuracy_from_logits: Callable) -> str:
     return f"{len(cases)} cases (tensors and numpy arrays) match"
 
 
-@exercise("07.3", title="index of the last real token",
-          hint="real = input_ids != pad_id; the answer is the largest position where real is True, e.g. "
-               "(torch.arange(T) * real).argmax(dim=1); counting real tokens only works for right padding")
+@exercise("07.1", title="index of the last real token",
+          hint="for each row, the largest position holding a real (non-pad) token; counting the real tokens only "
+               "works for right padding, and a row may be padded on the left or not at all",
+          hint2="a boolean mask input_ids != pad_id, positions from torch.arange, and an argmax over dim 1")
 def check_last_token_index(last_token_index: Callable) -> str:
     P = 5
     cases = [
@@ -120,3 +126,55 @@ def check_last_token_index(last_token_index: Callable) -> str:
             raise AssertionError(f"{name} batch {ids.tolist()} (pad_id={pad_id}): expected {want.tolist()}, "
                                  f"got {got.tolist()}")
     return "right-, left- and unpadded batches give the right positions"
+
+
+@exercise("07.2", title="the classifier head on the GPT",
+          hint="run the transformer to get one hidden state per position, keep for each row the state at its last "
+               "real token (your 07.1), map it to class scores with the classification head; the loss is the "
+               "cross-entropy of those scores against the labels",
+          hint2="self.gpt.forward_hidden(idx) is (B, T, C); index it with (torch.arange(B), last); self.classifier; "
+                "F.cross_entropy(logits, targets)")
+def check_classifier(student_cls: type) -> str:
+    from labsupport.checks.lab04 import tiny_gpt
+
+    if not isinstance(student_cls, type) or not issubclass(student_cls, classify.GPTClassifier):
+        raise AssertionError("pass your class (labsupport.check('07.2', GPTClassifier)); it subclasses "
+                             "labsupport.classify.GPTClassifier")
+    P = 1
+    gpt = tiny_gpt(seed=11, block_size=10, vocab_size=12)
+    with torch.random.fork_rng():
+        torch.manual_seed(12)
+        ref = classify.GPTClassifier(gpt, 3, pad_id=P).eval()
+        clf = student_cls(tiny_gpt(seed=13, block_size=10, vocab_size=12), 3, pad_id=P).eval()
+    torch.nn.init.normal_(ref.classifier.weight, std=0.5)  # a head with an opinion, so differences show
+    clf.load_state_dict(ref.state_dict())
+    ids = torch.tensor([[4, 5, 6, 7, P, P, P], [8, 9, P, P, P, P, P], [2, 3, 4, 5, 6, 7, 8]])  # right-padded
+    targets = torch.tensor([0, 2, 1])
+    with torch.no_grad():
+        want, want_loss = ref(ids, targets)
+        out = clf(ids)
+        if not isinstance(out, tuple | list) or len(out) != 2 or out[1] is not None:
+            raise AssertionError("forward(idx) must return (logits, None), forward(idx, targets) (logits, loss)")
+        logits = out[0]
+        if not isinstance(logits, torch.Tensor) or logits.shape != want.shape:
+            raise AssertionError(f"logits must be (B, n_classes) = {tuple(want.shape)}, got "
+                                 f"{getattr(logits, 'shape', type(logits).__name__)}")
+        last_position = clf.classifier(clf.gpt.forward_hidden(ids)[:, -1])
+        if torch.allclose(logits, last_position, atol=1e-5) and not torch.allclose(want, last_position, atol=1e-5):
+            raise AssertionError("you classify the state at the last position, which is a pad for short rows: "
+                                 "read each row's last real token instead")
+        if not torch.allclose(logits, want, atol=1e-5):
+            raise AssertionError("with the reference weights your logits differ: classifier(hidden state at each "
+                                 "row's last real token), no softmax")
+        # padding invariance: the same sentence, padded differently
+        sentence = torch.tensor([[4, 9, 2, 6]])
+        variants = [sentence, *(torch.cat([sentence, torch.full((1, n), P)], 1) for n in (3, 6))]
+        outs = [clf(v)[0] for v in variants]
+        if not all(torch.allclose(o, outs[0], atol=1e-5) for o in outs):
+            raise AssertionError(f"the same sentence padded to lengths 4, 7 and 10 gives different logits "
+                                 f"{[o[0].tolist() for o in outs]}: padding must not change the answer")
+        loss = clf(ids, targets)[1]
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0 or not torch.allclose(loss, want_loss, atol=1e-5):
+        raise AssertionError(f"loss: expected {want_loss.item():.5f} (cross-entropy of the logits against the labels), "
+                             f"got {loss!r:.60}")
+    return "reference logits and loss; the last real token, not the last position; padding never changes the logits"
