@@ -5,3 +5,8 @@ from labsupport.runtime import LabConfig, get_device, record, seed_everything, s
 
 __all__ = ["LabConfig", "check", "get_device", "record", "seed_everything", "setup"]
 __version__ = "0.1.0"
+# Colab installs and opens the notebooks of this git tag, so the package a student gets matches the notebook
+# they opened. Written only here: `python -m labsupport refresh` writes it into every notebook's install cell
+# and Colab badge, tests/test_colab.py checks them. Releasing = bump the version, refresh, tag the commit.
+REPO_URL = "https://github.com/transformer-labs/transformer-labs"
+RELEASE = f"v{__version__}"

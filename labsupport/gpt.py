@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 from labsupport.attention import CausalSelfAttention
 from labsupport.config import CfgNode
-
-IGNORE_INDEX = -100  # targets equal to this (e.g. padding, prompt tokens) add nothing to the loss
+from labsupport.core import IGNORE_INDEX, count_parameters, eval_mode  # IGNORE_INDEX: targets left out of the loss
+from labsupport.generate import top_k_filter
 
 PRESETS: dict[str, dict[str, int]] = {
     "gpt-nano": dict(n_layer=3, n_head=3, n_embd=48),
@@ -113,10 +113,9 @@ class GPT(nn.Module):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
         print(f"number of parameters: {self.num_parameters() / 1e6:.2f}M")
 
-    def num_parameters(self, include_head: bool = False) -> int:
-        """Parameter count; like minGPT we leave out the lm_head by default (GPT-2 ties it to wte)."""
-        n = sum(p.numel() for p in self.transformer.parameters())
-        return n + (self.lm_head.weight.numel() if include_head else 0)
+    def num_parameters(self) -> int:
+        """Every parameter, lm_head included (labsupport.core.count_parameters); our lm_head is not tied to wte."""
+        return count_parameters(self)[1]
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -165,20 +164,6 @@ class GPT(nn.Module):
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
         return logits, loss
 
-    @torch.no_grad()
-    def attention_weights(self, idx: torch.Tensor) -> list[torch.Tensor]:
-        """One (B, nh, T, T) tensor of attention weights per layer (needs `forward(x, return_weights=True)`)."""
-        B, T = idx.size()
-        pos = torch.arange(T, dtype=torch.long, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
-        maps = []
-        for block in self.transformer.h:
-            a, w = block.attn(block.ln_1(x), return_weights=True)
-            maps.append(w)
-            x = x + a
-            x = x + block.mlp(block.ln_2(x))
-        return maps
-
     # ------------------------------------------------------------------------------------------ training
 
     def configure_optimizers(self, train_config: CfgNode) -> torch.optim.AdamW:
@@ -204,9 +189,7 @@ class GPT(nn.Module):
         """
         if do_sample and temperature <= 0:
             raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             for _ in range(max_new_tokens):
                 idx_cond = idx[:, -self.block_size:]  # the model sees at most block_size tokens
                 logits, _ = self(idx_cond)
@@ -216,13 +199,10 @@ class GPT(nn.Module):
                 else:
                     logits = logits / temperature
                     if top_k is not None:
-                        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]  # (B, 1)
-                        logits = logits.masked_fill(logits < kth, float("-inf"))
+                        logits = top_k_filter(logits, top_k)  # only the top_k most likely tokens stay possible
                     probs = F.softmax(logits, dim=-1)
                     idx_next = torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
                 idx = torch.cat((idx, idx_next), dim=1)
-        finally:
-            self.train(was_training)
         return idx
 
     # ------------------------------------------------------------------------------------------ pretrained

@@ -6,13 +6,14 @@ Markov property p(s_t | o_1:T, s_1:t-1) = p(s_t | s_t-1, o_t:T) ∝ P(s_t | s_t-
 where beta_t(s) = p(o_t+1:T | s_t = s) comes from a backward pass. Its cross-entropy is a floor no model
 can beat on average.
 
-Conventions as in labsupport.weather: states come back as token ids (5-7) and state distributions in vocabulary
-order (columns rainy, snowy, sunny = ``logits[..., 5:8]``); the private helpers work on proba indices.
+Conventions as in labsupport.weather: `bayes_predictive` works in the tables' order (indices into OBSERVATIONS and
+STATES, columns sunny, rainy, snowy), like exercise 03.2; `viterbi` and the accuracy helpers return states as token
+ids (5-7), which line up with ``logits[..., 5:8]``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,34 +22,18 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from labsupport.core import eval_mode
 from labsupport.weather import (
-    _OBS_TOKEN,
-    _ST_TOKEN,
-    _TOKEN_TO_IDX,
-    _VOCAB_ORDER,
-    OBSERVATIONS,
     STATE_IDS,
-    STATES,
+    STATE_TOKENS,
+    VOCAB_ORDER,
     WeatherDataset,
-    _check_int,
-    _split_tokens,
+    check_int,
     sample_sequences,
+    split_tokens,
+    table_indices,
     validate_proba,
 )
-
-
-def _to_idx(seq: Any, names: Sequence[str], tokens: np.ndarray, kind: str) -> torch.Tensor:
-    """Names or token ids -> proba indices (1-D long tensor)."""
-    items = seq.tolist() if isinstance(seq, torch.Tensor | np.ndarray) else list(seq)
-    out = []
-    for item in items:
-        if isinstance(item, str) and item in names:
-            out.append(names.index(item))
-        elif not isinstance(item, str) and int(item) in tokens:
-            out.append(_TOKEN_TO_IDX[int(item)])
-        else:
-            raise ValueError(f"{item!r} is not {kind}: use names {tuple(names)} or token ids {tokens.tolist()}")
-    return torch.tensor(out, dtype=torch.long)
 
 
 def _predictive(obs: torch.Tensor, st: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -65,19 +50,29 @@ def _predictive(obs: torch.Tensor, st: torch.Tensor, p: dict[str, torch.Tensor])
 
 
 def bayes_predictive(obs: Any, states: Any, proba: Mapping[str, Any]) -> torch.Tensor:
-    """Bayes-optimal p(s_t | o_1:T, s_1:t-1) for t = 1..T -> (T, 3) float64, columns rainy, snowy, sunny.
+    """Bayes-optimal p(s_t | o_1:T, s_1:t-1) for t = 1..T, in the tables' order (exercise 03.2's contract).
 
-    obs: T observations, states: the T (or first T-1) true states; names or token ids."""
-    o = _to_idx(obs, OBSERVATIONS, _OBS_TOKEN, "an observation")
-    s = _to_idx(states, STATES, _ST_TOKEN, "a state")
-    if len(o) < 1 or len(s) not in (len(o), len(o) - 1):
-        raise ValueError(f"got {len(o)} observations and {len(s)} states: pass T >= 1 observations and T or T-1 states")
-    s = torch.cat([s, s.new_zeros(len(o) - len(s))])  # s_T is never conditioned on
-    q = _predictive(o[None], s[None], validate_proba(proba))[0]
+    obs: (T,) or a batch (N, T) of indices into OBSERVATIONS; states: indices into STATES, the T (or first T-1)
+    true states. Returns (T, 3) or (N, T, 3) float64 with columns in STATES order (``q[..., VOCAB_ORDER]`` lines
+    them up with ``logits[..., 5:8]``). Names or token ids: convert them with `weather.table_indices`.
+    """
+    o, s = torch.as_tensor(obs, dtype=torch.long), torch.as_tensor(states, dtype=torch.long)
+    single = o.dim() == 1
+    o, s = (o[None], s[None]) if single else (o, s)
+    if o.dim() != 2 or o.shape[1] < 1 or s.dim() != 2 or s.shape[0] != o.shape[0] or s.shape[1] not in (
+            o.shape[1], o.shape[1] - 1):
+        raise ValueError(f"got {o.shape[-1]} observations and {s.shape[-1]} states (shapes {tuple(o.shape)}, "
+                         f"{tuple(s.shape)}): pass T >= 1 observations and T or T-1 states, or (N, T) batches")
+    for name, t, n, table in (("obs", o, 5, "OBSERVATIONS"), ("states", s, 3, "STATES")):
+        if t.numel() and not 0 <= int(t.min()) <= int(t.max()) < n:
+            raise ValueError(f"{name} must hold indices into {table} (0..{n - 1}), got {t.tolist()}; "
+                             "convert names or token ids with weather.table_indices")
+    s = torch.cat([s, s.new_zeros(s.shape[0], o.shape[1] - s.shape[1])], dim=1)  # s_T is never conditioned on
+    q = _predictive(o, s, validate_proba(proba))
     if not torch.isfinite(q).all():
-        t = int(torch.nonzero(~torch.isfinite(q).all(-1))[0])
+        t = int(torch.nonzero(~torch.isfinite(q).all(-1))[0, 1])
         raise ValueError(f"this sequence has probability 0 under proba (at state position {t + 1})")
-    return q[:, _VOCAB_ORDER]
+    return q[0] if single else q
 
 
 @dataclass(frozen=True)
@@ -126,7 +121,7 @@ def bayes_floor(
     method "exact" (dynamic programming over all 5^T observation strings; T <= 9, chosen by "auto" for T <= 8,
     < 0.5 s) or "monte-carlo" (num_samples sequences, Rao-Blackwellised: averages the entropy and the max of the
     predictive, with standard errors; ~1 s). Mean loss = H(S_1:T | O_1:T) / T by the chain rule."""
-    p, T = validate_proba(proba), _check_int("seq_len", seq_len, 1)
+    p, T = validate_proba(proba), check_int("seq_len", seq_len, 1)
     if method not in ("auto", "exact", "monte-carlo"):
         raise ValueError(f"unknown method {method!r}: use 'auto', 'exact' or 'monte-carlo'")
     if method == "exact" or (method == "auto" and T <= 8):
@@ -134,8 +129,8 @@ def bayes_floor(
             raise ValueError(f"exact floor enumerates 5^T observation strings; T={T} is too long, use 'monte-carlo'")
         loss, acc = _exact_floor(p, T)
         return BayesFloor(loss.mean().item(), acc.mean().item(), tuple(loss.tolist()), tuple(acc.tolist()), "exact")
-    _check_int("num_samples", num_samples, 2)
-    obs, st = _split_tokens(sample_sequences(p, T, np.arange(num_samples), seed))
+    check_int("num_samples", num_samples, 2)
+    obs, st = split_tokens(sample_sequences(p, T, np.arange(num_samples), seed))
     q = _predictive(obs, st, p)  # (N, T, 3)
     ent, mx = -torch.special.xlogy(q, q).sum(-1), q.amax(-1)  # (N, T)
     se = num_samples**-0.5
@@ -163,13 +158,13 @@ def _viterbi(obs: torch.Tensor, p: dict[str, torch.Tensor]) -> tuple[torch.Tenso
 
 def viterbi(obs: Any, proba: Mapping[str, Any]) -> list[int]:
     """Most likely state sequence given the observations (names or token ids) -> state token ids."""
-    o = _to_idx(obs, OBSERVATIONS, _OBS_TOKEN, "an observation")
+    o = table_indices(obs, "observation")
     if len(o) < 1:
         raise ValueError("viterbi needs at least one observation")
     path, logp = _viterbi(o[None], validate_proba(proba))
     if not torch.isfinite(logp).all():
         raise ValueError("these observations have probability 0 under proba")
-    return _ST_TOKEN[path[0].numpy()].tolist()
+    return STATE_TOKENS[path[0].numpy()].tolist()
 
 
 def _tokens_and_proba(dataset: Dataset, proba: Mapping[str, Any] | None) -> tuple[torch.Tensor, dict]:
@@ -185,26 +180,26 @@ def _tokens_and_proba(dataset: Dataset, proba: Mapping[str, Any] | None) -> tupl
 
 def _accuracy(dataset: Dataset, proba: Mapping[str, Any] | None, decoder: Any) -> torch.Tensor:
     tokens, p = _tokens_and_proba(dataset, proba)
-    obs, st = _split_tokens(tokens)
+    obs, st = split_tokens(tokens)
     return (decoder(obs, st, p) == tokens[:, obs.shape[1] :]).double().mean(0)  # decoder returns state token ids
 
 
 def viterbi_accuracy(dataset: Dataset, proba: Mapping[str, Any] | None = None) -> torch.Tensor:
     """Per-position accuracy (T,) of Viterbi paths (from the observations alone) against the true states."""
-    return _accuracy(dataset, proba, lambda obs, st, p: torch.from_numpy(_ST_TOKEN)[_viterbi(obs, p)[0]])
+    return _accuracy(dataset, proba, lambda obs, st, p: torch.from_numpy(STATE_TOKENS)[_viterbi(obs, p)[0]])
 
 
 def bayes_accuracy(dataset: Dataset, proba: Mapping[str, Any] | None = None) -> torch.Tensor:
     """Per-position accuracy (T,) of the Bayes-optimal predictor with teacher forcing; ties go to the lowest
     token id, as in evaluate_model_accuracy."""
-    return _accuracy(dataset, proba, lambda o, s, p: _predictive(o, s, p)[..., _VOCAB_ORDER].argmax(-1) + STATE_IDS[0])
+    return _accuracy(dataset, proba, lambda o, s, p: _predictive(o, s, p)[..., VOCAB_ORDER].argmax(-1) + STATE_IDS[0])
 
 
 def bayes_loss(dataset: Dataset, proba: Mapping[str, Any] | None = None) -> torch.Tensor:
     """Per-position mean cross-entropy (T,) in nats of the Bayes-optimal predictor on this dataset: the floor
     measured on the very sequences a model is evaluated on (bayes_floor is its expectation over the HMM)."""
     tokens, p = _tokens_and_proba(dataset, proba)
-    obs, st = _split_tokens(tokens)
+    obs, st = split_tokens(tokens)
     q = _predictive(obs, st, p).gather(-1, st[..., None])[..., 0]  # (N, T): probability of the true state
     return -q.log().mean(0)
 
@@ -225,10 +220,8 @@ def per_position_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.
 def _evaluate(model: torch.nn.Module, dataset: Dataset, device: Any, batch_size: int) -> tuple[torch.Tensor, ...]:
     """Per-position (mean NLL (T,), accuracy (T,)) of `model` over all of `dataset`, dropout off."""
     device = device if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     nll, hits, n = 0.0, 0.0, 0
-    try:
+    with eval_mode(model):
         for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
             out = model(x.to(device))
             logits = out[0] if isinstance(out, tuple | list) else getattr(out, "logits", out)  # (B, 2T-1, V)
@@ -238,8 +231,6 @@ def _evaluate(model: torch.nn.Module, dataset: Dataset, device: Any, batch_size:
             nll = nll + ce.double().sum(0)
             hits = hits + per_position_accuracy(logits, y) * len(x)
             n += len(x)
-    finally:
-        model.train(was_training)
     if n == 0:
         raise ValueError("the dataset is empty")
     return nll / n, hits / n

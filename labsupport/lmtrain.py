@@ -4,7 +4,7 @@
     trainer = Trainer(train_config, model, train_ds, val_ds)
     sampler = SampleEveryEpoch(vocab, vocab.encode("The"), every=200).attach(trainer)
     trainer.run()                         # every 200 iterations: losses and a sample continuation
-    plot_losses(trainer, ln_v=math.log(len(vocab)))
+    plot_losses(trainer, floor=math.log(len(vocab)), floor_label="ln V")   # labsupport.viz.plot_losses
     evaluate_lm(model, val_ds)            # exact mean loss over the whole validation set
 
 "Epoch" here means every `every` iterations: the Trainer draws random batches forever, it has no epochs.
@@ -12,15 +12,16 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn as nn
 
+from labsupport.core import IGNORE_INDEX, eval_mode, perplexity
 from labsupport.generate import as_decode, generate
-from labsupport.textdata import IGNORE_INDEX, LanguageModelingDataset, Vocab
+from labsupport.textdata import LanguageModelingDataset, Vocab
+from labsupport.viz import moving_average, plot_losses  # re-exported: Lab 04 imports its helpers from here
 
 
 def lm_datasets(vocab: Vocab, train_text: str, val_text: str, seq_len: int
@@ -44,10 +45,8 @@ def evaluate_lm(model: nn.Module, dataset: Any, batch_size: int = 64, max_batche
     if n == 0:
         raise ValueError("the dataset is empty: nothing to evaluate")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     total, count = 0.0, 0
-    try:
+    with eval_mode(model):
         for start in range(0, n, batch_size):
             items = [dataset[i] for i in range(start, min(start + batch_size, n))]
             x = torch.stack([it[0] for it in items]).to(device)  # (B, T)
@@ -56,8 +55,6 @@ def evaluate_lm(model: nn.Module, dataset: Any, batch_size: int = 64, max_batche
             k = int((y != IGNORE_INDEX).sum())
             total += loss.item() * k
             count += k
-    finally:
-        model.train(was_training)
     return total / count
 
 
@@ -106,48 +103,6 @@ class SampleEveryEpoch:
         train = f"{sum(recent) / len(recent):.3f}" if recent else "  -  "
         val = f"{trainer.eval_loss:.3f}" if trainer.eval_loss is not None else "  -  "
         self.printer(f"iter {it:5d} | train loss {train} | val loss {val} | {text!r}")
-
-
-def moving_average(values: Sequence[float], window: int) -> list[float]:
-    """Mean of each value and up to `window - 1` values before it (same length as `values`)."""
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
-    out, running = [], 0.0
-    for i, v in enumerate(values):
-        running += v
-        if i >= window:
-            running -= values[i - window]
-        out.append(running / min(i + 1, window))
-    return out
-
-
-def plot_losses(trainer: Any, ln_v: float | None = None, smooth: int = 50, ax: Any = None, title: str | None = None):
-    """Training loss (raw, faint, and a `smooth`-iteration moving average) and the trainer's validation losses.
-
-    `ln_v` draws the loss of a uniform guess over the vocabulary (ln V) for reference. Returns the Axes.
-    """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4))
-    steps = range(1, len(trainer.losses) + 1)
-    ax.plot(steps, trainer.losses, color="C0", alpha=0.25, lw=0.8)
-    ax.plot(steps, moving_average(trainer.losses, smooth), color="C0", label=f"train (mean of {smooth} iters)")
-    if trainer.eval_losses:
-        its, vals = zip(*trainer.eval_losses)
-        ax.plot(its, vals, "o-", color="C1", label="validation")
-    if ln_v is not None:
-        ax.axhline(ln_v, color="gray", ls="--", label=f"ln V = {ln_v:.2f} (uniform guess)")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("cross-entropy (nats per token)")
-    ax.set_title(title or "language model loss")
-    ax.legend()
-    return ax
-
-
-def perplexity(loss: float) -> float:
-    """exp(loss): the model is as unsure as a uniform choice among this many tokens."""
-    return math.exp(loss)
 
 
 __all__ = ["SampleEveryEpoch", "evaluate_lm", "lm_datasets", "moving_average", "perplexity", "plot_losses"]

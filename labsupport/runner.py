@@ -1,5 +1,6 @@
 """The main job: ``python -m labsupport run`` executes every solution notebook headless and prints a
-summary table (lab, status, seconds, headline numbers recorded with ``labsupport.record``)."""
+summary table (lab, status, seconds, headline numbers recorded with ``labsupport.record``), headed by the
+profile and scale it ran at."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def _failing_cell(nb, err: Exception) -> str:
     return f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:200] if str(err).strip() else ''}"
 
 
-def run_lab(path: Path, profile: str, timeout: int, out_dir: Path) -> LabResult:
+def run_lab(path: Path, profile: str, timeout: int, out_dir: Path, scale: str | None = None) -> LabResult:
     import nbformat
 
     from labsupport.nbtools import execute
@@ -58,7 +59,7 @@ def run_lab(path: Path, profile: str, timeout: int, out_dir: Path) -> LabResult:
     results.unlink(missing_ok=True)
     start = time.perf_counter()
     try:
-        execute(nb, path, timeout, LABSUPPORT_PROFILE=profile, LABSUPPORT_RESULTS=str(results))
+        execute(nb, path, timeout, LABSUPPORT_PROFILE=profile, LABSUPPORT_SCALE=scale, LABSUPPORT_RESULTS=str(results))
         status, error = "ok", ""
     except Exception as err:  # CellExecutionError, DeadKernelError, CellTimeoutError
         status, error = "FAILED", _failing_cell(nb, err)
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute every lab notebook headless and print a summary table")
     run.add_argument("--profile", choices=runtime.PROFILES, help="default: $LABSUPPORT_PROFILE, else auto")
+    run.add_argument("--scale", choices=runtime.SCALES, help="default: $LABSUPPORT_SCALE, else from profile and device")
     run.add_argument("--labs", help="comma-separated lab numbers, e.g. 01,03 (default: all)")
     run.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default 1800)")
     run.add_argument("--notebooks", type=Path, default=REPO / "notebooks", help=argparse.SUPPRESS)
@@ -111,22 +113,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     profile, why = runtime.resolve_profile(args.profile)
+    scale, scale_why = runtime.resolve_scale(profile, runtime.get_device(), args.scale)
     labs = find_labs(args.notebooks, args.labs.split(",") if args.labs else None)
     if not labs:
         print(f"error: no lab notebooks found in {args.notebooks}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"[labsupport] running {len(labs)} lab(s) in profile {profile} ({why}); executed copies -> {args.out}/")
+    print(f"[labsupport] running {len(labs)} lab(s) in profile {profile} ({why}), scale {scale} ({scale_why}); "
+          f"executed copies -> {args.out}/")
     rows = []
     for path in labs:
         print(f"[labsupport] {path.name} ...", flush=True)
-        res = run_lab(path, profile, args.timeout, args.out)
+        res = run_lab(path, profile, args.timeout, args.out, scale)
         print(
             f"[labsupport] {path.name}: {res.status} in {res.seconds:.1f}s" + (f" -- {res.error}" if res.error else ""),
             flush=True,
         )
         rows.append(res)
-    print()
+    print(f"\nprofile {profile}, scale {scale}, device {runtime.get_device()}")
     print(format_table(rows))
     failed = [r for r in rows if r.status != "ok"]
     for r in failed:

@@ -1,11 +1,18 @@
 """Run profiles, device choice, seeding, and headline numbers.
 
-Every lab starts with ``cfg = labsupport.setup("NN_topic")``. The profile decides which assets the
-lab uses (see ``assets.py``) and how big it runs:
+Every lab starts with ``cfg = labsupport.setup("NN_topic")``. Two separate knobs:
 
-- ``full``    real hub models and datasets at course sizes (needs the Hugging Face hub);
+The **profile** decides where the lab's assets come from (see ``assets.py``):
+
+- ``full``    real hub models and datasets (needs the Hugging Face hub);
 - ``offline`` real models/data shipped by registry packages, no network at all;
-- ``smoke``   tiny random models and small generated fixtures, seconds per notebook (CI, nbval).
+- ``smoke``   tiny random models and small generated fixtures (CI, nbval).
+
+The **scale** decides how big the lab runs, read through ``cfg.size(course=…, laptop=…, tiny=…)``:
+
+- ``course``  the sizes the lab is designed for: a CUDA GPU with at least 12 GB (Colab's T4, A100, H100);
+- ``laptop``  CPU-friendly sizes (CPU, Apple MPS, a small GPU): minutes per lab;
+- ``tiny``    toy sizes, seconds per notebook; the default in ``smoke``.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ import numpy as np
 import torch
 
 PROFILES = ("full", "offline", "smoke")
+SCALES = ("course", "laptop", "tiny")
+COURSE_MIN_GPU_GB = 12  # Colab's T4 has 15 GB; smaller GPUs run the laptop sizes
 HUB_HOST = "huggingface.co"
 
 
@@ -94,6 +103,40 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def describe_device(device: torch.device) -> str:
+    """A few words on the device: its name, memory and compute capability for CUDA."""
+    if device.type == "cuda" and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(device)
+        return f"{props.name}, {props.total_memory / 1e9:.0f} GB, compute capability {props.major}.{props.minor}"
+    return {"mps": "Apple GPU (MPS)", "cpu": "CPU"}.get(device.type, device.type)
+
+
+def validate_scale(scale: str) -> str:
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}: choose one of {', '.join(SCALES)}")
+    return scale
+
+
+def resolve_scale(profile: str, device: torch.device, scale: str | None = None) -> tuple[str, str]:
+    """Return (scale, why): the argument > $LABSUPPORT_SCALE > tiny in smoke > course on a big CUDA GPU > laptop."""
+    if scale is not None:
+        return validate_scale(scale), "chosen by argument"
+    env = os.environ.get("LABSUPPORT_SCALE", "").strip()
+    if env:
+        return validate_scale(env), "chosen by $LABSUPPORT_SCALE"
+    if profile == "smoke":
+        return "tiny", "the smoke profile runs toy sizes (set $LABSUPPORT_SCALE to change)"
+    if device.type == "cuda" and torch.cuda.is_available():
+        gb = torch.cuda.get_device_properties(device).total_memory / 1e9  # decimal GB, as cards are sold
+        if gb >= COURSE_MIN_GPU_GB:
+            return "course", f"CUDA GPU with {gb:.0f} GB"
+        return "laptop", f"CUDA GPU with only {gb:.0f} GB (course sizes want {COURSE_MIN_GPU_GB} GB)"
+    why = f"no CUDA GPU ({device.type}): CPU-friendly sizes"
+    if in_colab():
+        why += "; for course sizes switch to a GPU runtime (Runtime > Change runtime type > T4 GPU)"
+    return "laptop", why
+
+
 def seed_everything(seed: int) -> None:
     """Seed `random`, numpy and torch (all CUDA devices included)."""
     random.seed(seed)
@@ -133,18 +176,20 @@ def _version(pkg: str) -> str:
 
 @dataclass
 class LabConfig:
-    """What a notebook needs to know about its run: profile, device, seed, and per-profile sizes."""
+    """What a notebook needs to know about its run: profile (assets), scale (sizes), device, seed."""
 
     lab: str
     profile: str
     device: torch.device
     seed: int
     why: str = ""
+    scale: str = "tiny"
+    scale_why: str = ""
     extras: dict[str, Any] = field(default_factory=dict)
 
-    def size(self, *, full: Any, offline: Any, smoke: Any) -> Any:
-        """Pick the value for the active profile, e.g. ``cfg.size(full=2000, offline=300, smoke=20)``."""
-        return {"full": full, "offline": offline, "smoke": smoke}[self.profile]
+    def size(self, *, course: Any, laptop: Any, tiny: Any) -> Any:
+        """Pick the value for the active scale, e.g. ``cfg.size(course=2000, laptop=300, tiny=20)``."""
+        return {"course": course, "laptop": laptop, "tiny": tiny}[self.scale]
 
     @property
     def is_smoke(self) -> bool:
@@ -152,20 +197,33 @@ class LabConfig:
 
     def summary(self) -> str:
         return (
-            f"[labsupport] lab={self.lab} profile={self.profile} device={self.device} seed={self.seed} "
+            f"[labsupport] lab={self.lab} profile={self.profile} scale={self.scale} device={self.device} "
+            f"seed={self.seed} "
             f"| python {platform.python_version()} torch {torch.__version__} "
             f"transformers {_version('transformers')}"
         )
 
 
-def setup(lab: str, profile: str | None = None, seed: int = 0, device: str | None = None) -> LabConfig:
-    """Resolve the profile, pick the device, seed everything, print one line, return the config."""
+def setup(
+    lab: str, profile: str | None = None, seed: int = 0, device: str | None = None, scale: str | None = None
+) -> LabConfig:
+    """Resolve the profile, device and scale, seed everything, print what was chosen and why, return the config."""
     resolved, why = resolve_profile(profile)
     apply_profile_env(resolved)
     seed_everything(seed)
-    cfg = LabConfig(lab=lab, profile=resolved, device=get_device(device), seed=seed, why=why)
+    dev = get_device(device)
+    chosen, scale_why = resolve_scale(resolved, dev, scale)
+    cfg = LabConfig(lab=lab, profile=resolved, device=dev, seed=seed, why=why, scale=chosen, scale_why=scale_why)
+    if device:
+        device_why = "chosen by argument"
+    elif os.environ.get("LABSUPPORT_DEVICE"):
+        device_why = "chosen by $LABSUPPORT_DEVICE"
+    else:
+        device_why = "the best one found (cuda > mps > cpu)"
     print(cfg.summary())
     print(f"[labsupport] profile {resolved}: {why}")
+    print(f"[labsupport] scale {chosen}: {scale_why}")
+    print(f"[labsupport] device {dev}: {describe_device(dev)}; {device_why}")
     return cfg
 
 

@@ -11,7 +11,7 @@ mask 0, so every token is evaluated; `drop_last=True` drops it instead.
 
 Two perplexities. The naive block average scores every target of every block, so overlapping tokens are
 counted again (this is what the original lab reported). The sliding-window one gives the overlap
-positions of every block after the first label -100, so each token of a shard is scored exactly once
+positions of every block after the first label IGNORE_INDEX (-100), so each token of a shard is scored exactly once
 (except its first, which has no context). With stride == block_size both are identical.
 
 Shards. The stream is cut into shards of `docs_per_shard` consecutive documents; each shard is blocked on
@@ -21,7 +21,6 @@ so no block is produced twice or lost and the blocks do not depend on the number
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -33,8 +32,11 @@ import datasets
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from tqdm.auto import tqdm
 
 from labsupport import assets
+from labsupport.core import IGNORE_INDEX, perplexity
+from labsupport.runtime import get_device
 
 SENTIMENT_TOKENS = tuple(f"<sentiment_{i}>" for i in range(4))
 COLUMNS = ("id", "verse_text", "label")
@@ -187,15 +189,15 @@ class StreamingLMIterableDataset(IterableDataset):
 
 
 def collate_blocks(blocks: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack N blocks: input_ids, attention_mask, labels (padding -> -100; every real target, the naive
-    scoring) and sliding_labels (also each block's overlap positions -> -100: every token scored once)."""
+    """Stack N blocks: input_ids, attention_mask, labels (padding -> IGNORE_INDEX; every real target, the naive
+    scoring) and sliding_labels (also each block's overlap positions -> IGNORE_INDEX: every token scored once)."""
     input_ids = torch.stack([b["input_ids"] for b in blocks])  # [N, T]
     attention_mask = torch.stack([b["attention_mask"] for b in blocks])  # [N, T]
     overlap = torch.stack([b["overlap"] for b in blocks])  # [N]
-    labels = input_ids.masked_fill(attention_mask == 0, -100)  # by mask, not id: pad == EOS, and EOS is a target
+    labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)  # by mask, not id: pad == EOS, a real target
     seen = torch.arange(input_ids.shape[1])[None, :] < overlap[:, None]  # [N, T]
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
-            "sliding_labels": labels.masked_fill(seen, -100)}
+            "sliding_labels": labels.masked_fill(seen, IGNORE_INDEX)}
 
 
 def make_dataloader(dataset: StreamingLMIterableDataset, batch_size: int = 64, num_workers: int = 0,
@@ -210,8 +212,6 @@ def make_dataloader(dataset: StreamingLMIterableDataset, batch_size: int = 64, n
 def load_model(tokenizer, name: str = "gpt-neo-125M", device: torch.device | str | None = None,
                profile: str | None = None):
     """Stage 6: GPTNeoForCausalLM (tiny random in smoke), embeddings resized for the new tokens, eval mode."""
-    from labsupport.runtime import get_device
-
     model = assets.load_causal_lm(name, profile)
     with assets.quiet_transformers():  # the expected note on how the new rows are initialised
         model.resize_token_embeddings(len(tokenizer))  # new rows start at the mean of the old ones
@@ -235,24 +235,12 @@ def token_nll(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, body
     return torch.cat(nll).view(input_ids.shape[0], -1)
 
 
-def perplexity_from_losses(losses: Sequence[float] | torch.Tensor, n_tokens: Sequence[int] | None = None) -> float:
-    """exp(mean loss); with `n_tokens` (targets behind each loss) the mean is token-weighted."""
-    losses = torch.as_tensor(losses, dtype=torch.float64).flatten()
-    if losses.numel() == 0:
-        raise ValueError("no losses given: evaluate at least one batch first")
-    if n_tokens is None:
-        return math.exp(min(losses.mean().item(), 709.0))  # exp(709) is the largest finite double
-    weights = torch.as_tensor(n_tokens, dtype=torch.float64).flatten()
-    if weights.shape != losses.shape:
-        raise ValueError(f"got {losses.numel()} losses but {weights.numel()} token counts")
-    return math.exp(min(((losses * weights).sum() / weights.sum()).item(), 709.0))
+perplexity_from_losses = perplexity  # the exercise's name (05.3); one implementation: labsupport.core.perplexity
 
 
 def _progress(enabled: bool, items: Iterable[Any], desc: str) -> Iterable[Any]:
     if not enabled:
         return items
-    from tqdm.auto import tqdm
-
     return tqdm(items, desc=desc)
 
 
@@ -303,8 +291,8 @@ def evaluate(model, tokenizer, stream: datasets.IterableDataset | datasets.Datas
                 sample = batch["input_ids"][0][batch["attention_mask"][0].bool()].tolist()
             batch = {k: v.to(device, non_blocking=cuda) for k, v in batch.items()}
             nll = token_nll(model, batch["input_ids"], batch["attention_mask"], body)  # [N, T-1]
-            naive = (batch["labels"][:, 1:] != -100).float()
-            sliding = (batch["sliding_labels"][:, 1:] != -100).float()
+            naive = (batch["labels"][:, 1:] != IGNORE_INDEX).float()
+            sliding = (batch["sliding_labels"][:, 1:] != IGNORE_INDEX).float()
             fed = batch["attention_mask"].sum().float()
             sums.append(torch.stack([(nll * naive).sum(), naive.sum(), (nll * sliding).sum(), sliding.sum(), fed]))
     if not sums:
@@ -320,9 +308,9 @@ def evaluate(model, tokenizer, stream: datasets.IterableDataset | datasets.Datas
     naive_loss, sliding_loss = (totals[0] / totals[1]).item(), (totals[2] / totals[3]).item()
     mean_loss = sum(batch_losses) / len(batch_losses)
     return EvalResult(
-        batch_losses=batch_losses, mean_loss=mean_loss, perplexity=perplexity_from_losses([mean_loss]),
-        naive_loss=naive_loss, naive_perplexity=perplexity_from_losses([naive_loss]),
-        sliding_loss=sliding_loss, sliding_perplexity=perplexity_from_losses([sliding_loss]),
+        batch_losses=batch_losses, mean_loss=mean_loss, perplexity=perplexity(mean_loss),
+        naive_loss=naive_loss, naive_perplexity=perplexity(naive_loss),
+        sliding_loss=sliding_loss, sliding_perplexity=perplexity(sliding_loss),
         tokens=n_tokens, naive_targets=int(totals[1]), sliding_targets=int(totals[3]), seconds=seconds,
         tokens_per_s=n_tokens / seconds, sample=tokenizer.decode(sample),
         settings=dict(block_size=block_size, stride=stride, batch_size=batch_size, num_workers=num_workers,

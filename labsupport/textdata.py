@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from labsupport.core import IGNORE_INDEX
 from labsupport.io import atomic_write_json
 
 UNK, PAD, BOS, EOS = "<unk>", "<pad>", "<bos>", "<eos>"
 SPECIALS = (UNK, PAD, BOS, EOS)
 UNK_ID, PAD_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
-IGNORE_INDEX = -100  # F.cross_entropy's default ignore_index
 LEVELS = ("word", "char")
 
 

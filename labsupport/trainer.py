@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from labsupport.config import CfgNode
+from labsupport.core import eval_mode
 from labsupport.gpt import make_adamw
 from labsupport.io import atomic_torch_save
 from labsupport.runtime import get_device, rng_state, seed_everything, set_rng_state
@@ -196,17 +197,13 @@ class Trainer:
         """Mean loss over config.eval_iters fixed batches of eval_dataset (dropout off); fires "on_eval"."""
         if self.eval_dataset is None:
             raise ValueError("no eval_dataset: pass one to Trainer(config, model, train_dataset, eval_dataset)")
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with eval_mode(self.model):
             data = iter(self._loader(self.eval_dataset, seed=self.config.seed + 1, start=0))
             total = torch.zeros((), device=self.device)
             for _ in range(self.config.eval_iters):
                 x, y = (t.to(self.device) for t in next(data))
                 with self._autocast():
                     total += self.model(x, y)[1].float()
-        finally:
-            self.model.train(was_training)
         self.eval_loss = total.item() / self.config.eval_iters
         self.eval_losses.append((self.iter_num, self.eval_loss))
         self.trigger_callbacks("on_eval")

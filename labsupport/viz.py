@@ -158,31 +158,66 @@ def _curve(name: str, values: Any) -> tuple[np.ndarray, np.ndarray]:
     return (np.arange(len(v)), v) if v.ndim == 1 else (v[:, 0], v[:, 1])
 
 
+def moving_average(values: Sequence[float], window: int) -> list[float]:
+    """Mean of each value and up to `window - 1` values before it (same length as `values`)."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    out, running = [], 0.0
+    for i, v in enumerate(values):
+        running += v
+        if i >= window:
+            running -= values[i - window]
+        out.append(running / min(i + 1, window))
+    return out
+
+
+def _trainer_history(trainer: Any) -> dict[str, Any]:
+    """A Trainer's curves: the loss of every iteration (x = 1, 2, ...) and its (iteration, loss) evaluations."""
+    history: dict[str, Any] = {"train": list(zip(range(1, len(trainer.losses) + 1), trainer.losses))}
+    if trainer.eval_losses:
+        history["validation"] = list(trainer.eval_losses)
+    return history
+
+
 def plot_losses(
-    history: Mapping[str, Sequence[float]],
+    history: Mapping[str, Sequence[float]] | Any,
     floor: float | None = None,
     floor_label: str = "Bayes floor",
     title: str | None = None,
     ax: Axes | None = None,
-    xlabel: str = "step",
+    xlabel: str | None = None,
     ylabel: str = "loss (nats/token)",
     logy: bool = False,
+    smooth: int | None = None,
 ) -> Figure:
     """Loss curves, one per `history` entry (name -> losses, or name -> (step, loss) pairs when curves are
-    logged at different steps), with an optional dashed horizontal line at `floor`."""
+    logged at different steps), with an optional dashed horizontal line at `floor` (e.g. the Bayes floor, or
+    ln V with ``floor_label="ln V (uniform guess)"``).
+
+    `history` may also be a labsupport Trainer: its training loss per iteration and its validation losses.
+    `smooth`: draw curves with more than `smooth` points faintly, with their `smooth`-point moving average.
+    """
+    if hasattr(history, "losses") and hasattr(history, "eval_losses"):
+        history, xlabel = _trainer_history(history), xlabel or "iteration"
     if not isinstance(history, Mapping) or not history:
         raise ValueError("history must be a non-empty dict of name -> list of losses, e.g. {'train': [...]}")
+    if smooth is not None and smooth < 1:
+        raise ValueError(f"smooth must be >= 1 (points per moving average), got {smooth}")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4), layout="constrained")
-    for name, values in history.items():
+    for i, (name, values) in enumerate(history.items()):
         xs, ys = _curve(name, values)
-        ax.plot(xs, ys, label=name)
+        if smooth is not None and len(ys) > smooth:
+            ax.plot(xs, ys, color=f"C{i}", alpha=0.25, linewidth=0.8)
+            ax.plot(xs, moving_average(list(ys), smooth), color=f"C{i}", label=f"{name} (mean of {smooth})")
+        else:
+            ax.plot(xs, ys, "o-" if len(ys) <= 30 and smooth is not None else "-", color=f"C{i}", label=name)
     if floor is not None:
         label = f"{floor_label} ({float(floor):.3f})"
         ax.axhline(float(floor), color="black", linestyle="--", linewidth=1, label=label)
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(xlabel or "step")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -27,21 +27,22 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from labsupport.core import IGNORE_INDEX
+
 STATES = ("sunny", "rainy", "snowy")  # proba row order
 OBSERVATIONS = ("walk", "shop", "clean", "tennis", "read")  # proba emission column order
 VOCAB = tuple(sorted(OBSERVATIONS)) + tuple(sorted(STATES))  # token id -> name
 STATE_IDS = (5, 6, 7)  # rainy, snowy, sunny: the columns of every returned state distribution
-IGNORE_INDEX = -100
 FIXED_PROBA = {
     "initial": [0.5, 0.3, 0.2],
     "transition": [[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [0.5, 0.0, 0.5]],
     "emission": [[0.5, 0.0, 0.2, 0.0, 0.3], [0.0, 0.5, 0.4, 0.0, 0.1], [0.0, 0.0, 0.1, 0.5, 0.4]],
 }
 _SHAPES = {"initial": (3,), "transition": (3, 3), "emission": (3, 5)}
-_OBS_TOKEN = np.array([VOCAB.index(o) for o in OBSERVATIONS])  # proba column -> token id
-_ST_TOKEN = np.array([VOCAB.index(s) for s in STATES])  # proba row -> token id
-_TOKEN_TO_IDX = {int(t): i for i, t in enumerate(_OBS_TOKEN)} | {int(t): i for i, t in enumerate(_ST_TOKEN)}
-_VOCAB_ORDER = [STATES.index(VOCAB[t]) for t in STATE_IDS]  # proba order -> vocabulary order
+OBS_TOKENS = np.array([VOCAB.index(o) for o in OBSERVATIONS])  # table index (OBSERVATIONS order) -> token id
+STATE_TOKENS = np.array([VOCAB.index(s) for s in STATES])  # table index (STATES order) -> token id
+TOKEN_TO_INDEX = {int(t): i for i, t in enumerate(OBS_TOKENS)} | {int(t): i for i, t in enumerate(STATE_TOKENS)}
+VOCAB_ORDER = [STATES.index(VOCAB[t]) for t in STATE_IDS]  # q[..., VOCAB_ORDER]: STATES order -> vocabulary order
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -68,11 +69,12 @@ def validate_proba(proba: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 
 def random_proba(seed: int = 0) -> dict[str, torch.Tensor]:
     """Random HMM tables (each row drawn from a flat Dirichlet), reproducible from `seed`."""
-    rng = np.random.default_rng([_check_int("seed", seed, 0), 3])
+    rng = np.random.default_rng([check_int("seed", seed, 0), 3])
     return validate_proba({k: rng.dirichlet(np.ones(shape[-1]), size=shape[:-1]) for k, shape in _SHAPES.items()})
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """`value` as an int, or a ValueError naming `name` when it is not an integer >= `minimum`."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return int(value)
@@ -109,7 +111,7 @@ def _draw(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
 def sample_sequences(proba: Mapping[str, Any], seq_len: int, indices: Sequence[int], seed: int = 0) -> torch.Tensor:
     """Token ids (len(indices), 2*seq_len) = observations then states; row i depends only on (seed, indices[i])."""
     p = {k: v.numpy() for k, v in validate_proba(proba).items()}
-    T, seed = _check_int("seq_len", seq_len, 1), _check_int("seed", seed, 0)
+    T, seed = check_int("seq_len", seq_len, 1), check_int("seed", seed, 0)
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     if (idx < 0).any():
         raise ValueError("indices must be >= 0")
@@ -120,7 +122,7 @@ def sample_sequences(proba: Mapping[str, Any], seq_len: int, indices: Sequence[i
     for t in range(1, T):
         st[:, t] = _draw(cdf_a[st[:, t - 1]], u[:, t])
     obs = _draw(_cdf(p["emission"])[st], u[:, T:])  # (N, T)
-    return torch.from_numpy(np.concatenate([_OBS_TOKEN[obs], _ST_TOKEN[st]], axis=1))
+    return torch.from_numpy(np.concatenate([OBS_TOKENS[obs], STATE_TOKENS[st]], axis=1))
 
 
 def _in_test(tokens: Sequence[int], test_fraction: float) -> bool:
@@ -161,11 +163,33 @@ def make_xy(obs: torch.Tensor, states: torch.Tensor) -> tuple[torch.Tensor, torc
     return x, y
 
 
-def _split_tokens(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, 2T) token ids -> (obs, states) proba indices, each (N, T)."""
-    lut = torch.tensor([_TOKEN_TO_IDX[t] for t in range(len(VOCAB))])
+def split_tokens(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 2T) token ids (observations, then states) -> (obs, states) table indices, each (N, T)."""
+    lut = torch.tensor([TOKEN_TO_INDEX[t] for t in range(len(VOCAB))])
     T = tokens.shape[1] // 2
     return lut[tokens[:, :T]], lut[tokens[:, T:]]
+
+
+_split_tokens = split_tokens  # TODO(checks/lab03.py): still calls the old private name; use split_tokens
+
+
+def table_indices(seq: Any, kind: str) -> torch.Tensor:
+    """Names or token ids of observations (`kind="observation"`) or states (`kind="state"`) -> table indices
+    (positions in OBSERVATIONS or STATES), a 1-D long tensor."""
+    if kind not in ("observation", "state"):
+        raise ValueError(f"kind must be 'observation' or 'state', got {kind!r}")
+    names, tokens = (OBSERVATIONS, OBS_TOKENS) if kind == "observation" else (STATES, STATE_TOKENS)
+    items = seq.tolist() if isinstance(seq, torch.Tensor | np.ndarray) else list(seq)
+    out = []
+    for item in items:
+        if isinstance(item, str) and item in names:
+            out.append(names.index(item))
+        elif not isinstance(item, str) and int(item) in tokens:
+            out.append(TOKEN_TO_INDEX[int(item)])
+        else:
+            raise ValueError(f"{item!r} is not a{'n' if kind == 'observation' else ''} {kind}: use names "
+                             f"{tuple(names)} or token ids {tokens.tolist()}")
+    return torch.tensor(out, dtype=torch.long)
 
 
 class WeatherDataset(Dataset):
@@ -179,10 +203,10 @@ class WeatherDataset(Dataset):
                  proba: Mapping[str, Any] | None = None, seed: int = 0, test_fraction: float = 0.2) -> None:
         if split not in ("train", "test"):
             raise ValueError(f"unknown split {split!r}: use 'train' or 'test'")
-        _check_int("num_instances", num_instances, 1)
+        check_int("num_instances", num_instances, 1)
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
-        self.split, self.seq_len, self.seed = split, _check_int("seq_len", seq_len, 1), _check_int("seed", seed, 0)
+        self.split, self.seq_len, self.seed = split, check_int("seq_len", seq_len, 1), check_int("seed", seed, 0)
         self.proba = random_proba(seed) if proba is None else validate_proba(proba)
         pool = sample_sequences(self.proba, self.seq_len, np.arange(num_instances), seed)  # (num_instances, 2T)
         in_test = torch.tensor([_in_test(row, test_fraction) for row in pool.tolist()], dtype=torch.bool)

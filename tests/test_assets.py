@@ -30,8 +30,22 @@ def test_registry_has_a_source_for_every_profile():
 
 
 def test_full_profile_points_at_hub_ids():
-    assert assets.model_source("gpt2", "full") == "gpt2"
-    assert assets.model_source("gpt-neo-125M", "full") == "EleutherAI/gpt-neo-125M"
+    assert assets.model_source("gpt2", "full") == "openai-community/gpt2"
+    assert assets.model_source("gpt-neo-125M", "full") == "EleutherAI/gpt-neo-125m"
+
+
+def test_full_ids_are_canonical_and_rehearsed():
+    """Every hub id the labs use is served by the rehearsal mirror (under that exact, canonical id)."""
+    from labsupport.rehearse import mirror
+
+    for asset in assets.REGISTRY.values():
+        repo, _, config = asset.full.partition("::")
+        if asset.kind == "dataset":
+            assert repo in mirror.DATASETS, asset.name
+            assert (config or None) == mirror.DATASETS[repo][0] or not config, asset.name
+        else:
+            assert repo in mirror.MODEL_BUILDERS, asset.name
+        assert "/" in repo, f"{asset.name}: {repo!r} is a legacy id without its organisation"
 
 
 def test_smoke_models_are_seeded_and_built_through_from_pretrained(private_cache, tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model
 
 from labsupport.attention import CausalSelfAttention
 from labsupport.config import CfgNode
+from labsupport.core import count_parameters
 from labsupport.gpt import GPT, IGNORE_INDEX, PRESETS
 
 VOCAB, BLOCK = 61, 32
@@ -68,7 +69,13 @@ def test_attention_weights_match_hf_eager(hf_dir, models):
     idx = torch.randint(VOCAB, (2, 7), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         ref = hf(idx, output_attentions=True).attentions
-    maps = ours.attention_weights(idx)
+    maps, x = [], ours.transformer.wte(idx) + ours.transformer.wpe(torch.arange(7))  # dropout is off in eval
+    with torch.no_grad():
+        for block in ours.transformer.h:  # Block.forward, keeping each layer's attention weights
+            a, w = block.attn(block.ln_1(x), return_weights=True)
+            maps.append(w)
+            x = x + a
+            x = x + block.mlp(block.ln_2(x))
     assert len(maps) == 2 and maps[0].shape == (2, 3, 7, 7)
     for a, b in zip(maps, ref):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
@@ -125,8 +132,8 @@ def test_loss_is_cross_entropy_and_honours_ignore_index(models):
 def test_presets_and_parameter_count(capsys):
     m = GPT(nano())
     assert "number of parameters: 0.09M" in capsys.readouterr().out
-    assert m.num_parameters() == 85_824  # minGPT's count: embeddings + blocks + ln_f, no lm_head
-    assert m.num_parameters(include_head=True) == 85_824 + 8 * 48
+    assert m.num_parameters() == 85_824 + 8 * 48  # embeddings + blocks + ln_f + lm_head (not tied to wte)
+    assert m.num_parameters() == count_parameters(m)[1]  # the one rule every model follows
     for name in ("gpt-nano", "gpt-micro", "gpt-mini"):
         c = nano()
         c.model_type = name
@@ -137,7 +144,8 @@ def test_presets_and_parameter_count(capsys):
     c = nano(vocab=50257, block=1024)
     c.model_type = "gpt2"
     with torch.device("meta"):  # no memory, no init time
-        assert GPT(c).num_parameters() == 124_439_808  # the GPT-2 small count (lm_head is tied to wte)
+        # GPT-2 small's 124,439,808 (its lm_head is tied to wte) plus our untied lm_head
+        assert GPT(c).num_parameters() == 124_439_808 + 50257 * 768
 
 
 def test_config_errors():

@@ -41,7 +41,7 @@ def _brute(p, T):
 
 
 def _tokens(o, s):
-    return [int(w._OBS_TOKEN[i]) for i in o], [int(w._ST_TOKEN[i]) for i in s]
+    return [int(w.OBS_TOKENS[i]) for i in o], [int(w.STATE_TOKENS[i]) for i in s]
 
 
 # ---- Bayes-optimal prediction and Viterbi ---------------------------------------------------------------------
@@ -77,12 +77,16 @@ def test_bayes_predictive_equals_brute_force():
     keys = list(table)
     for k in rng.choice(len(keys), size=20, replace=False):
         o, s = keys[k]
-        obs, states = _tokens(o, s)
-        got = hmm.bayes_predictive(obs, states, RANDOM)  # columns rainy, snowy, sunny
-        want = torch.tensor([conditional(o, s[:t]) for t in range(3)], dtype=torch.float64)[:, w._VOCAB_ORDER]
+        got = hmm.bayes_predictive(torch.tensor(o), torch.tensor(s), RANDOM)  # table indices, columns in STATES order
+        want = torch.tensor([conditional(o, s[:t]) for t in range(3)], dtype=torch.float64)
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
-        names = [w.OBSERVATIONS[i] for i in o], [w.STATES[i] for i in s[:2]]  # names, and only T-1 states
+        obs, states = _tokens(o, s)  # token ids, and names with only T-1 states, through weather.table_indices
+        assert w.table_indices(obs, "observation").tolist() == list(o)
+        names = w.table_indices([w.OBSERVATIONS[i] for i in o], "observation"), w.table_indices(
+            [w.STATES[i] for i in s[:2]], "state")
         torch.testing.assert_close(hmm.bayes_predictive(*names, RANDOM), want, rtol=1e-9, atol=1e-12)
+        batch = hmm.bayes_predictive(torch.tensor([o, o]), torch.tensor([s, s]), RANDOM)  # (N, T, 3)
+        torch.testing.assert_close(batch, torch.stack([want, want]), rtol=1e-9, atol=1e-12)
 
 
 def test_monte_carlo_floor_agrees_with_exact():
@@ -98,13 +102,13 @@ def test_viterbi_equals_brute_force_and_accuracy_helpers_agree():
     ds = w.WeatherDataset("test", seq_len=4, num_instances=300, proba=RANDOM)
     per_pos_viterbi, per_pos_bayes = np.zeros(4), np.zeros(4)
     for seq in ds.data.tolist():
-        o = [w._TOKEN_TO_IDX[t] for t in seq[:4]]
+        o = [w.TOKEN_TO_INDEX[t] for t in seq[:4]]
         best = max(itertools.product(range(3), repeat=4), key=lambda s: _joint(o, s, p))
         path = hmm.viterbi(seq[:4], RANDOM)
         assert path == _tokens(o, best)[1]
         per_pos_viterbi += np.array(path) == np.array(seq[4:])
-        q = hmm.bayes_predictive(seq[:4], seq[4:], RANDOM)
-        per_pos_bayes += (q.argmax(-1) + 5).numpy() == np.array(seq[4:])
+        q = hmm.bayes_predictive(w.table_indices(seq[:4], "observation"), w.table_indices(seq[4:], "state"), RANDOM)
+        per_pos_bayes += (q[:, w.VOCAB_ORDER].argmax(-1) + 5).numpy() == np.array(seq[4:])
     np.testing.assert_allclose(hmm.viterbi_accuracy(ds), per_pos_viterbi / len(ds))
     np.testing.assert_allclose(hmm.bayes_accuracy(ds), per_pos_bayes / len(ds))
 
@@ -121,7 +125,8 @@ class _Oracle(torch.nn.Module):
         B, L = idx.shape
         logits = torch.full((B, L, 8), -30.0)
         for b in range(B):
-            q = hmm.bayes_predictive(idx[b, : self.T], idx[b, self.T :], self.proba)
+            obs, states = w.table_indices(idx[b, : self.T], "observation"), w.table_indices(idx[b, self.T :], "state")
+            q = hmm.bayes_predictive(obs, states, self.proba)[:, w.VOCAB_ORDER]  # columns of token ids 5-7
             logits[b, self.T - 1 :, 5:8] = q.clamp_min(1e-12).log().float()
         return logits, None
 
@@ -148,7 +153,7 @@ def test_bayes_loss_equals_brute_force_on_the_dataset():
     ds = w.WeatherDataset("test", seq_len=3, num_instances=300, proba=RANDOM)
     want = np.zeros(3)
     for seq in ds.data.tolist():
-        o, s = (tuple(w._TOKEN_TO_IDX[t] for t in part) for part in (seq[:3], seq[3:]))
+        o, s = (tuple(w.TOKEN_TO_INDEX[t] for t in part) for part in (seq[:3], seq[3:]))
         want += [-math.log(conditional(o, s[:t])[s[t]]) for t in range(3)]
     np.testing.assert_allclose(hmm.bayes_loss(ds), want / len(ds), rtol=1e-9)
     floor = hmm.bayes_floor(RANDOM, 3)  # the dataset's loss is a sample of the floor's expectation
@@ -175,13 +180,15 @@ def test_per_position_accuracy_takes_the_argmax_over_state_ids_at_the_last_T_pos
 
 def test_bad_function_arguments():
     with pytest.raises(ValueError, match="'cloudy' is not a state"):
-        hmm.bayes_predictive(["walk", "shop"], ["sunny", "cloudy"], w.FIXED_PROBA)
+        w.table_indices(["sunny", "cloudy"], "state")
+    with pytest.raises(ValueError, match="obs must hold indices into OBSERVATIONS .*weather.table_indices"):
+        hmm.bayes_predictive([4, 7], [0, 1], w.FIXED_PROBA)
     with pytest.raises(ValueError, match="5 is not an observation"):
         hmm.viterbi([5, 1], w.FIXED_PROBA)
     with pytest.raises(ValueError, match="3 observations and 1 states"):
-        hmm.bayes_predictive([0, 1, 2], [7], w.FIXED_PROBA)
+        hmm.bayes_predictive([0, 1, 2], [2], w.FIXED_PROBA)
     with pytest.raises(ValueError, match="probability 0 under proba .at state position 1"):
-        hmm.bayes_predictive(["walk", "tennis"], ["sunny", "snowy"], w.FIXED_PROBA)  # sunny never -> snowy
+        hmm.bayes_predictive([0, 3], [0, 2], w.FIXED_PROBA)  # walk, tennis; sunny never -> snowy
     with pytest.raises(ValueError, match="unknown method"):
         hmm.bayes_floor(w.FIXED_PROBA, 3, method="sampling")
     with pytest.raises(ValueError, match="too long"):

@@ -172,10 +172,10 @@ def test_moving_average():
         moving_average([1], 0)
 
 
-def test_plot_losses_draws_train_validation_and_ln_v():
+def test_plot_losses_of_a_trainer_draws_train_smoothed_validation_and_ln_v():
     _, trainer = tiny_trainer(max_iters=6, eval_interval=2)
     trainer.run()
-    ax = plot_losses(trainer, ln_v=math.log(7), smooth=3)
+    ax = plot_losses(trainer, floor=math.log(7), floor_label="ln V", smooth=3).axes[0]
     lines = ax.get_lines()
     ydata = [list(line.get_ydata()) for line in lines]
     assert trainer.losses in ydata and moving_average(trainer.losses, 3) in ydata

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torchmetrics.text import Perplexity
 
 from labsupport import lstm
+from labsupport.core import IGNORE_INDEX
 from labsupport.generate import generate
 from labsupport.textdata import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, WordVocab, encode_documents, pad_fraction
 
@@ -64,16 +65,17 @@ def test_encode_documents_layout_truncates_wraps_and_pads():
     assert encode_documents(["a zebra"], vocab, max_len=258)[0] == [BOS_ID, a, UNK_ID, EOS_ID]
 
 
-def test_make_loader_shifts_pads_targets_with_pad_and_covers_every_sequence():
+def test_make_loader_shifts_pads_targets_with_ignore_index_and_covers_every_sequence():
     seqs = sequences(30)
     loader = lstm.make_loader(seqs, batch_size=4, seed=1)
     seen = []
     for x, y in loader:
-        assert x.shape == y.shape and x.size(1) == max(int((row != PAD_ID).sum()) for row in y)
+        assert x.shape == y.shape and x.size(1) == max(int((row != IGNORE_INDEX).sum()) for row in y)
+        assert not (y == PAD_ID).any()  # padded targets hold IGNORE_INDEX, the one ignored id
         for row_x, row_y in zip(x, y):
-            n = int((row_y != PAD_ID).sum())
+            n = int((row_y != IGNORE_INDEX).sum())
             assert torch.equal(row_x[1:n], row_y[: n - 1]) and row_x[0] == BOS_ID and row_y[n - 1] == EOS_ID
-            assert (row_x[n:] == PAD_ID).all() and (row_y[n:] == PAD_ID).all()
+            assert (row_x[n:] == PAD_ID).all() and (row_y[n:] == IGNORE_INDEX).all()
             seen.append(row_x[:n].tolist() + [EOS_ID])
     assert sorted(seen) == sorted(seqs)
 
@@ -212,7 +214,7 @@ def test_evaluate_matches_torchmetrics_on_a_loader():
     model = tiny_model().eval()
     seqs = sequences(20)
     loader = lstm.make_loader(seqs, 6, shuffle=False, bucket=False)
-    metric = Perplexity(ignore_index=PAD_ID)
+    metric = Perplexity(ignore_index=IGNORE_INDEX)
     with torch.no_grad():
         for x, y in loader:
             metric.update(model(x)[0], y)

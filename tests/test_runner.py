@@ -17,15 +17,18 @@ def test_run_reports_numbers_and_names_failing_cell(tmp_path, capsys, monkeypatc
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
     _write(nbs / "01_good.ipynb", "import labsupport\ncfg = labsupport.setup('01_good')",
-           "labsupport.record(accuracy=0.75, profile=cfg.profile)")
+           "labsupport.record(accuracy=0.75, profile=cfg.profile, scale=cfg.scale)")
     _write(nbs / "02_bad.ipynb", "x = 1", "# compute the answer\n1 / 0")
     _write(nbs / "notes.ipynb", "raise SystemExit")  # not a lab: ignored
     out = tmp_path / "out"
-    code = runner.main(["run", "--profile", "smoke", "--notebooks", str(nbs), "--out", "out", "--timeout", "120"])
+    code = runner.main(["run", "--profile", "smoke", "--scale", "laptop", "--notebooks", str(nbs), "--out", "out",
+                        "--timeout", "120"])
     captured = capsys.readouterr()
     assert code == 1
+    assert "profile smoke, scale laptop" in captured.out  # the table says which scale its numbers come from
     table = captured.out.split("headline numbers", 1)[1]
     assert "01_good" in table and "accuracy=0.75" in table and "profile=smoke" in table
+    assert "scale=laptop" in table  # the runner's scale reached the kernel
     assert "02_bad" in table and "FAILED" in table
     assert "cell 1 ('# compute the answer'): ZeroDivisionError" in captured.err
     assert (out / "01_good.ipynb").exists() and (out / "02_bad.ipynb").exists()

@@ -70,11 +70,70 @@ def test_setup_seeds_and_sets_offline_env(monkeypatch, capsys):
     assert "lab=01_tokenization profile=smoke" in out and "seed=7" in out and "torch" in out
 
 
-def test_size_picks_profile_value():
-    cfg = runtime.LabConfig("x", "offline", torch.device("cpu"), 0)
-    assert cfg.size(full=2000, offline=300, smoke=20) == 300
+def test_size_picks_scale_value_not_profile():
+    cfg = runtime.LabConfig("x", "full", torch.device("cpu"), 0, scale="laptop")
+    assert cfg.size(course=2000, laptop=300, tiny=20) == 300
     with pytest.raises(TypeError):
-        cfg.size(full=1, smoke=2)  # every profile must be given
+        cfg.size(course=1, tiny=2)  # every scale must be given
+
+
+class _Props:
+    def __init__(self, gb: float, major: int = 7, minor: int = 5):
+        self.name, self.total_memory, self.major, self.minor = "Fake GPU", int(gb * 1e9), major, minor
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """Pretend a CUDA GPU of `gb` GB exists (no GPU is needed)."""
+    def install(gb: float, major: int = 7, minor: int = 5):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: _Props(gb, major, minor))
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (major, minor))
+    return install
+
+
+def test_scale_defaults(monkeypatch, fake_cuda):
+    monkeypatch.delenv("LABSUPPORT_SCALE", raising=False)
+    monkeypatch.setattr(runtime, "in_colab", lambda: False)
+    cpu = torch.device("cpu")
+    assert runtime.resolve_scale("smoke", cpu)[0] == "tiny"
+    scale, why = runtime.resolve_scale("full", cpu)
+    assert scale == "laptop" and "no CUDA GPU" in why and "GPU runtime" not in why
+    assert runtime.resolve_scale("offline", torch.device("mps"))[0] == "laptop"
+    fake_cuda(15.8)  # a T4
+    assert runtime.resolve_scale("full", torch.device("cuda")) == ("course", "CUDA GPU with 16 GB")
+    fake_cuda(8.0)
+    scale, why = runtime.resolve_scale("full", torch.device("cuda"))
+    assert scale == "laptop" and "only 8 GB" in why
+    assert runtime.resolve_scale("smoke", torch.device("cuda"))[0] == "tiny"  # smoke stays tiny on any device
+
+
+def test_scale_overrides(monkeypatch):
+    monkeypatch.setenv("LABSUPPORT_SCALE", "course")
+    assert runtime.resolve_scale("smoke", torch.device("cpu")) == ("course", "chosen by $LABSUPPORT_SCALE")
+    assert runtime.resolve_scale("smoke", torch.device("cpu"), "laptop") == ("laptop", "chosen by argument")
+    monkeypatch.setenv("LABSUPPORT_SCALE", "huge")
+    with pytest.raises(ValueError, match="'huge'.*course, laptop, tiny"):
+        runtime.resolve_scale("full", torch.device("cpu"))
+
+
+def test_colab_cpu_gets_laptop_with_a_gpu_hint(monkeypatch):
+    monkeypatch.delenv("LABSUPPORT_SCALE", raising=False)
+    monkeypatch.setattr(runtime, "in_colab", lambda: True)
+    scale, why = runtime.resolve_scale("full", torch.device("cpu"))
+    assert scale == "laptop" and "T4 GPU" in why
+
+
+def test_setup_prints_profile_scale_device_and_why(monkeypatch, capsys):
+    monkeypatch.delenv("LABSUPPORT_SCALE", raising=False)
+    monkeypatch.delenv("LABSUPPORT_DEVICE", raising=False)
+    cfg = runtime.setup("05_streaming_perplexity", profile="smoke", device="cpu")
+    out = capsys.readouterr().out
+    assert cfg.scale == "tiny" and "profile=smoke scale=tiny device=cpu" in out
+    assert "[labsupport] scale tiny: the smoke profile" in out
+    assert "[labsupport] device cpu: CPU; chosen by argument" in out
+    cfg = runtime.setup("05_streaming_perplexity", profile="smoke", device="cpu", scale="course")
+    assert cfg.scale == "course" and cfg.size(course=1, laptop=2, tiny=3) == 1
 
 
 def test_device_order(monkeypatch):

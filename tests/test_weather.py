@@ -26,7 +26,7 @@ def test_vocabulary_ids_and_decoding():
     assert w.decode_st(torch.tensor([5, 6, 7])) == ["rainy", "snowy", "sunny"]
     assert w.WeatherDataset.decode_st([7]) == ["sunny"]
     # proba order -> token id: walk=4, shop=2, clean=0, tennis=3, read=1; sunny=7, rainy=5, snowy=6
-    assert w._OBS_TOKEN.tolist() == [4, 2, 0, 3, 1] and w._ST_TOKEN.tolist() == [7, 5, 6]
+    assert w.OBS_TOKENS.tolist() == [4, 2, 0, 3, 1] and w.STATE_TOKENS.tolist() == [7, 5, 6]
     with pytest.raises(ValueError, match="not a state token id"):
         w.decode_st([4])
     with pytest.raises(ValueError, match="not an observation token id"):
@@ -94,7 +94,7 @@ def _chi2_ok(counts, probs, what):
 @pytest.mark.parametrize("proba", [w.FIXED_PROBA, RANDOM], ids=["fixed", "random"])
 def test_sampling_matches_proba(proba):
     p = w.validate_proba(proba)
-    obs, st = w._split_tokens(w.sample_sequences(p, 5, range(20_000), seed=1))
+    obs, st = w.split_tokens(w.sample_sequences(p, 5, range(20_000), seed=1))
     _chi2_ok(np.bincount(st[:, 0], minlength=3), p["initial"], "initial")
     for a in range(3):
         prev = st[:, :-1] == a
