@@ -1,89 +1,93 @@
-"""The inside of one exercise process: execute the student's extracted code in a fresh namespace, run
-the exercise's tests against it, and report each step as one JSON line on a pipe.
+"""The inside of one exercise process (sandboxed, untrusted): execute the student's extracted code in a fresh
+namespace, then run each test's *driver* on the student's objects and report what they returned as plain
+data, one JSON line per step. Nothing here decides pass or fail: the judges run in the trusted grader
+(grade.py / judge.py), which this process cannot reach.
 
-Everything trusted (the lab's prelude, public checks, hidden tests, the tamper snapshot) is loaded once
-into `Context` by the grading worker before it forks; the student's code only ever runs in a forked
-child, in its own namespace dict, so a test's source never lands in the student's globals. Hidden test
-modules are compiled under the name "<hidden>" so no traceback or linecache lookup can print them.
+What this process holds: the lab's prelude and setup objects, the solution's code for the exercises this
+one depends on, the public drivers (labsupport.checks) and the driver half of the hidden tests (compiled
+without their source). The graded references of the exercise under test are replaced by tripwires first.
 """
 
 from __future__ import annotations
 
 import ast
-import errno
-import inspect
 import json
 import linecache
 import os
 import sys
 import time
-import traceback
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-WATCHED_MODULES = ("builtins", "sys", "os", "math", "random", "json", "inspect", "traceback", "numpy",
-                   "numpy.testing", "numpy.linalg", "torch", "torch.nn", "torch.nn.functional", "torch.testing")
-MAX_MESSAGE = 1500
+from labsupport.check import MAX_MESSAGE, run_driver, short
+
+MAX_DATA = 32 * 2**20  # bytes of recorded data one test may send
+
+
+class ReferenceUsed(AssertionError):
+    """Raised by a tripwire that stands in for a graded reference."""
 
 
 @dataclass
-class Context:
+class Loaded:
+    """What the sandbox runner loads once, before any submission: nothing a student may not see."""
+
     base: dict[str, Any]  # prelude + spec setup namespace
     deps: dict[str, dict[str, Any]]  # exercise id -> solution objects it depends on
-    public: dict[str, Callable[..., Any]]  # check id -> labsupport check function
-    hidden: dict[str, Callable[..., Any]]  # "file.py::func" -> hidden test function
-    tests: dict[str, dict[str, Any]]  # "01.2/public" -> the test's spec (as a dict)
+    drivers: dict[str, Callable[..., Any]]  # test key -> driver
+    tests: dict[str, dict[str, Any]]  # test key -> {"args", "options", "references"}
     seed_everything: Callable[[int], None]
     memory_mb: int = 0
     output_mb: int = 0
-    info: dict[str, dict[str, str]] = field(default_factory=dict)  # check id -> title, hint
-    snapshot: list[tuple[Any, str, Any, Any]] = field(default_factory=list)
-
-    def take_snapshot(self, extra_modules: list[types.ModuleType]) -> None:
-        """Remember every function/class the checks rely on, to spot monkeypatching later."""
-        mods = [m for name, m in list(sys.modules.items())
-                if name in WATCHED_MODULES or name.split(".")[0] in ("labsupport", "grading")]
-        snap = []
-        for mod in mods + extra_modules:
-            for attr, value in list(vars(mod).items()):
-                if callable(value) or isinstance(value, types.ModuleType):
-                    snap.append((mod, attr, value, getattr(value, "__code__", None)))
-        if "torch" in sys.modules:  # Tensor is a Python class: its methods can be swapped
-            tensor = sys.modules["torch"].Tensor
-            snap += [(tensor, k, v, None) for k, v in list(vars(tensor).items()) if callable(v)]
-        snap += [(f, "__code__", f.__code__, None) for f in [*self.public.values(), *self.hidden.values()]]
-        self.snapshot = snap
-
-    def tampered(self) -> str | None:
-        for owner, attr, value, code in self.snapshot:
-            now = owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr, None)
-            if now is not value or (code is not None and getattr(now, "__code__", None) is not code):
-                name = getattr(owner, "__name__", "?")
-                return f"your code replaced {name}.{attr}; monkeypatching libraries or the checker is not allowed"
-        return None
+    tripped: list[str] = field(default_factory=list)
 
 
-def _blame(err: BaseException) -> str:
-    """Point at the student's line when their code raised, never at test code."""
-    text = f"{type(err).__name__}: {err}"
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename.startswith(("<cell", "<template"))]
-    if frames:
-        f = frames[-1]
-        where = f.filename.strip("<>")
-        return f"your code raised {text} (line {f.lineno} of {where}, in {f.name})"
-    return f"the test could not use your result: {text}"
+def _tripwire(path: str, original: Any) -> Any:
+    message = f"uses the course's reference implementation ({path.replace(':', '.')})"
+
+    def trip(*_a: Any, **_k: Any) -> Any:
+        raise ReferenceUsed(message)
+
+    if isinstance(original, type):
+        return type(original.__name__, (), {"__new__": trip, "__init_subclass__": classmethod(trip),
+                                            "__getattr__": trip})
+    trip.__name__ = getattr(original, "__name__", "reference")
+    return trip
+
+
+def install_tripwires(paths: list[str], namespaces: list[dict[str, Any]]) -> None:
+    """Replace every graded reference in `paths` ("module:attr") -- wherever a module or namespace holds
+    it -- by a tripwire that raises ReferenceUsed, so calling or subclassing it yields no output."""
+    originals = {}
+    for path in paths:
+        module, _, attr = path.partition(":")
+        mod = sys.modules.get(module)
+        if mod is None or "." in attr or not hasattr(mod, attr):
+            continue
+        originals[id(getattr(mod, attr))] = (path, getattr(mod, attr))
+    if not originals:
+        return
+    wires = {k: _tripwire(p, o) for k, (p, o) in originals.items()}
+    for d in [vars(m) for m in list(sys.modules.values()) if m is not None] + namespaces:
+        for name, value in list(d.items()):
+            if id(value) in wires and originals[id(value)][1] is value:
+                d[name] = wires[id(value)]
 
 
 def describe_error(err: BaseException, memory_mb: int, output_mb: int = 0) -> str:
-    """One line for a failed test; the same wording as labsupport.check."""
+    """One line for an exception the student's code raised (the same wording as labsupport.check)."""
+    import errno
+
     if isinstance(err, NotImplementedError):
         return "not implemented yet (the cell still raises NotImplementedError)"
+    if isinstance(err, ReferenceUsed):
+        return str(err)
     if isinstance(err, AssertionError):
-        return str(err) or "wrong answer"
+        return str(err)[:MAX_MESSAGE] if str(err) else "wrong answer"
     if isinstance(err, SystemExit):
-        return f"your code called sys.exit({err.code!r}); graded code must return normally"
+        return f"your code called sys.exit({short(err.code, 60)}); graded code must return normally"
     if isinstance(err, MemoryError):
         return f"your code ran out of memory (it may use {memory_mb} MB more than the libraries)"
     if isinstance(err, OSError) and err.errno == errno.EFBIG:
@@ -91,96 +95,78 @@ def describe_error(err: BaseException, memory_mb: int, output_mb: int = 0) -> st
     if isinstance(err, RecursionError):
         return "your code recursed too deeply (RecursionError)"
     if isinstance(err, Exception):
-        return _blame(err)
+        import traceback
+
+        text = f"{type(err).__name__}: {str(err)[:600]}"
+        frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename.startswith(("<cell", "<template"))]
+        if frames:
+            f = frames[-1]
+            return f"your code raised {text} (line {f.lineno} of {f.filename.strip('<>')}, in {f.name})"
+        return f"your code raised {text}"
     return f"your code raised {type(err).__name__}"  # KeyboardInterrupt, GeneratorExit, ...
 
 
-def outcome(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], ctx: Context) -> tuple[bool, str]:
-    """(passed, message) for one test call."""
-    try:
-        detail = fn(*args, **kwargs)
-    except BaseException as err:
-        return False, describe_error(err, ctx.memory_mb, ctx.output_mb)
-    return True, str(detail) if detail else "all tests passed"
-
-
-def _call_test(ctx: Context, key: str, ns: dict[str, Any], seed: int) -> tuple[bool, str]:
-    t = ctx.tests[key]
-    options = dict(t["options"], seed=seed)
-    if t["public"]:
-        fn = ctx.public[t["public"]]
-        missing = [a for a in t["args"] if a not in ns]
-        if missing:
-            return False, f"your notebook does not define `{missing[0]}`"
-        params = inspect.signature(fn).parameters
-        args = [ns[a] for a in t["args"]]
-        kwargs = {k: v for k, v in options.items() if k in params and k not in t["args"]}
-    else:
-        fn = ctx.hidden[t["hidden"]]
-        args, kwargs = [], {}
-        for p in inspect.signature(fn).parameters.values():
-            if p.name in ns:
-                kwargs[p.name] = ns[p.name]
-            elif p.name in options:
-                kwargs[p.name] = options[p.name]
-            elif p.default is inspect.Parameter.empty:
-                return False, f"your notebook does not define `{p.name}`"
-    return outcome(fn, args, kwargs, ctx)
-
-
-def compile_chunks(chunks: list[dict[str, Any]]) -> list[tuple[dict[str, Any], types.CodeType]]:
-    """Compile each chunk with its real cell line numbers and register the cell text with linecache."""
+def compile_chunks(chunks: list[dict[str, Any]], lines: bool = True) -> list[tuple[dict[str, Any], types.CodeType]]:
+    """Compile each chunk with its real cell line numbers; with `lines`, register the text with linecache."""
     compiled, cells = [], {}
     for c in chunks:
         tree = ast.parse(c["source"])
         ast.increment_lineno(tree, c["lineno"] - 1)
         compiled.append((c, compile(tree, c["filename"], "exec")))
-        lines = cells.setdefault(c["filename"], [])
-        body = c["source"].splitlines(keepends=True)
-        lines.extend(["\n"] * (c["lineno"] - 1 + len(body) - len(lines)))
-        lines[c["lineno"] - 1: c["lineno"] - 1 + len(body)] = body
-    for name, lines in cells.items():
-        linecache.cache[name] = (sum(map(len, lines)), None, lines, name)
+        if lines:
+            body = c["source"].splitlines(keepends=True)
+            text = cells.setdefault(c["filename"], [])
+            text.extend(["\n"] * (c["lineno"] - 1 + len(body) - len(text)))
+            text[c["lineno"] - 1: c["lineno"] - 1 + len(body)] = body
+    for name, text in cells.items():
+        linecache.cache[name] = (sum(map(len, text)), None, text, name)
     return compiled
 
 
-def run_exercise(ctx: Context, ex: dict[str, Any], pending: list[str], seed: int, wfd: int, nonce: str) -> None:
-    """Body of the exercise process: exec, then each pending test. Reports; never returns normally."""
-    me = os.getpid()
+def run_exercise(loaded: Loaded, ex: dict[str, Any], pending: list[str], seed: int, wfd: int) -> None:
+    """Body of the exercise process: exec, then each pending test's driver. Reports; never decides."""
 
     def send(**msg: Any) -> None:
-        if os.getpid() != me:  # a process the student forked is running our code: stay silent
-            os._exit(0)
-        msg["n"] = nonce
-        data = (json.dumps(msg) + "\n").encode()
+        data = (json.dumps(msg, allow_nan=False) + "\n").encode()
         while data:
             data = data[os.write(wfd, data):]
 
-    ns = dict(ctx.base)
-    ns.update(ctx.deps.get(ex["id"], {}))
+    ns = dict(loaded.base)
+    ns.update(loaded.deps.get(ex["id"], {}))
     ns["__name__"] = "__main__"
-    ctx.seed_everything(seed)
+    install_tripwires(sorted({p for k in pending for p in loaded.tests[k]["references"]}), [ns])
+    loaded.seed_everything(seed)
     try:
         for _chunk, code in compile_chunks(ex["chunks"]):
             exec(code, ns)  # noqa: S102 -- the whole point: run the student's code, sandboxed by our caller
     except SyntaxError as err:
-        send(t="exec_error", message=f"syntax error: {err.msg} (line {err.lineno})")
+        send(t="exec_error", message=f"syntax error: {short(err.msg, 200)} (line {err.lineno})")
         return
     except BaseException as err:
-        send(t="exec_error", message=describe_error(err, ctx.memory_mb, ctx.output_mb))
-        return
-    bad = ctx.tampered()
-    if bad:
-        send(t="exec_error", message=bad)
+        send(t="exec_error", message=describe_error(err, loaded.memory_mb, loaded.output_mb))
         return
     send(t="ready")
     for key in pending:
         send(t="start", test=key)
-        ctx.seed_everything(seed)
+        test = loaded.tests[key]
+        loaded.seed_everything(seed)
         start = time.perf_counter()
-        passed, message = _call_test(ctx, key, ns, seed)
-        bad = ctx.tampered()
-        if bad:
-            passed, message = False, bad
-        send(t="done", test=key, passed=passed, message=message[:MAX_MESSAGE],
-             seconds=round(time.perf_counter() - start, 3))
+        missing = [a for a in test["args"] if a not in ns]
+        if missing:
+            send(t="done", test=key, message=f"your notebook does not define `{missing[0]}`", seconds=0.0)
+            continue
+        try:
+            data = run_driver(loaded.drivers[key], [ns[a] for a in test["args"]], dict(test["options"], seed=seed))
+            line = json.dumps(data, allow_nan=False)
+        except BaseException as err:
+            send(t="done", test=key, message=describe_error(err, loaded.memory_mb, loaded.output_mb),
+                 seconds=round(time.perf_counter() - start, 3))
+            continue
+        seconds = round(time.perf_counter() - start, 3)
+        if len(line) > MAX_DATA:
+            send(t="done", test=key, message=f"your results are too large to grade ({len(line) >> 20} MB)",
+                 seconds=seconds)
+            continue
+        raw = f'{{"t": "done", "test": {json.dumps(key)}, "seconds": {seconds}, "data": {line}}}\n'.encode()
+        while raw:
+            raw = raw[os.write(wfd, raw):]

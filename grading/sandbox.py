@@ -3,10 +3,12 @@ enforce it. Everything degrades to a plain subprocess where the OS lacks a featu
 says so in words that end up in every result file.
 
 Linux (namespaces): each submission gets its own user, mount, network (loopback only), PID and IPC
-namespaces -- no network, the whole filesystem read-only except a private tmpfs working directory,
-the hidden tests / submissions / results folders masked by empty mounts, and every process it started
-killed after each exercise. macOS and Linux without user namespaces: rlimits, a private temp dir and
-wall-clock timeouts only. See grading/README.md for the full table.
+namespaces and a new root holding only a read-only view (`view_paths`: the system libraries, the Python
+installation and site-packages, labsupport/ and grading/, the model cache) plus a private tmpfs; anything
+graded code must not see that sits inside those paths is masked, and every process it started is killed
+after each exercise. bwrap: the same view around the whole runner. Elsewhere there is no view, so `auto`
+refuses to grade; only an explicit `none` (or `container`, for one-submission containers) runs without.
+See grading/README.md for the full table.
 """
 
 from __future__ import annotations
@@ -75,52 +77,117 @@ def namespaces_available() -> str | None:
 
 
 def choose_mode(requested: str = "auto") -> tuple[str, str]:
-    """(mode, note). `requested`: auto | namespaces | bwrap | none (also $LABGRADE_ISOLATION)."""
+    """(mode, note). `requested`: auto | namespaces | bwrap | container | none (also $LABGRADE_ISOLATION).
+    `auto` never falls back to running without a sandbox: it refuses. `container` (Gradescope: one container
+    per submission) falls back to `none` where neither namespaces nor bwrap work."""
     requested = os.environ.get("LABGRADE_ISOLATION", requested)
-    why = namespaces_available() if requested in ("auto", "namespaces") else None
+    if requested not in ("auto", "namespaces", "bwrap", "container", "none"):
+        raise SystemExit(f"error: unknown isolation {requested!r} (auto, namespaces, bwrap, container, none)")
+    why = namespaces_available() if requested in ("auto", "namespaces", "container") else None
     if requested == "namespaces" and why:
         raise SystemExit(f"error: --isolation namespaces unavailable: {why}")
-    if requested == "auto" and not why:
+    if requested in ("auto", "container") and not why:
         return "namespaces", ""
-    if requested in ("auto", "bwrap") and shutil.which("bwrap"):
+    if requested in ("auto", "bwrap", "container") and shutil.which("bwrap"):
         return "bwrap", why or ""
     if requested == "bwrap":
         raise SystemExit("error: --isolation bwrap but `bwrap` is not installed (apt install bubblewrap)")
+    if requested == "auto":
+        raise SystemExit(f"error: cannot sandbox graded code on this machine ({why}) and bubblewrap is not "
+                         "installed. Install bubblewrap (apt install bubblewrap) or enable user namespaces; or "
+                         "pass --isolation none to grade WITHOUT a sandbox (every result will say so).")
     return "none", why or "isolation disabled on request"
 
 
 def describe(mode: str, note: str, limits, cgroups: list[str], run_as: str = "") -> Isolation:
+    """What actually holds here, with the numbers that apply (written into every result)."""
     root = os.geteuid() == 0 if hasattr(os, "geteuid") else False
     if "pids" in cgroups:
-        procs = f"at most {limits.processes} (cgroup pids.max)"
-    elif root:
-        procs = "NOT limited (running as root ignores RLIMIT_NPROC and no pids cgroup is writable)"
+        procs = f"at most {limits.processes} per submission (cgroup pids.max)"
+    elif root and not run_as:
+        procs = "NOT limited (running as root: RLIMIT_NPROC does not apply and no pids cgroup is writable)"
+    elif mode in ("namespaces", "bwrap"):
+        procs = f"at most {limits.processes} per exercise (RLIMIT_NPROC in the submission's user namespace)"
     else:
-        procs = f"at most {limits.processes} (RLIMIT_NPROC)"
+        who = f"user {run_as!r}" if run_as else "your user"
+        procs = f"at most {limits.processes} processes of {who} in total (RLIMIT_NPROC counts all of them)"
     if mode == "namespaces":
         procs += "; all killed after each exercise (PID namespace)"
         net, fs = "isolated (Linux network namespace, loopback only)", (
-            "read-only except a private tmpfs working directory; hidden tests, submissions and results masked")
+            "a new root with a read-only view of the system libraries, Python, site-packages, labsupport/, "
+            "grading/ and the model cache, plus a private tmpfs; nothing else (no repository, notebooks, "
+            "overlay, submissions or results)")
     elif mode == "bwrap":
         net, fs = "isolated (bubblewrap --unshare-net)", (
-            "read-only except /tmp; hidden tests, submissions and results masked; submissions share one sandbox")
+            "bubblewrap root with the same read-only view plus a tmpfs /tmp shared by this run's submissions")
     else:
         net = f"NOT isolated ({note}): graded code can reach the network"
         fs = "NOT isolated: a private temp working directory, but graded code can read and write your files"
         if run_as:
-            fs = f"private temp working directory; graded code runs as user {run_as!r} (only what it may read)"
+            fs = (f"NOT isolated: a private temp working directory; graded code runs as user {run_as!r} and can "
+                  "read whatever that user may read")
     procs += "; CPU shared equally between submissions (cgroup cpu)" if "cpu" in cgroups else ""
-    mem = (f"+{limits.memory_mb} MB address space per exercise (RLIMIT_AS)" if sys.platform.startswith("linux")
-           else "NOT limited (macOS ignores RLIMIT_AS); wall-clock limits only")
+    if "memory" in cgroups:
+        mem = f"at most {limits.memory_mb + CGROUP_MEMORY_SLACK_MB} MB per submission (memory cgroup)"
+    elif sys.platform.startswith("linux"):
+        mem = (f"+{limits.memory_mb} MB address space per process (RLIMIT_AS), NOT per submission: one that "
+               f"starts more processes may use up to {limits.processes} x {limits.memory_mb} MB")
+    else:
+        mem = "NOT limited (macOS ignores RLIMIT_AS); wall-clock limits only"
     return Isolation(mode, net, fs, procs, mem)
 
 
-def bwrap_prefix(masks: list[Path]) -> list[str]:
-    cmd = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--ro-bind", "/", "/",
+SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/alternatives")
+SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/localtime")
+CGROUP_MEMORY_SLACK_MB = 512  # interpreter pages a submission's processes copy on write, page cache
+
+
+def view_paths(secrets: list[Path]) -> dict[str, list[str]]:
+    """The read-only view graded code gets: {"ro": paths to bind read-only at the same place, "masks":
+    secret paths inside them (hidden by empty mounts)}. Refuses when a secret holds part of the view."""
+    import json
+    import subprocess
+
+    import grading
+    import labsupport
+
+    env = grading_env("smoke")
+    cache = Path(env["LABSUPPORT_CACHE"])
+    clean = subprocess.run([sys.executable, "-c", "import json, sys; print(json.dumps(sys.path))"], env=env,
+                           cwd="/", capture_output=True, text=True, check=True).stdout  # not this process's path
+    python = [sys.prefix, sys.base_prefix, sys.exec_prefix, *json.loads(clean)]
+    repo = Path(grading.__file__).resolve().parent.parent
+    ro: list[str] = []
+    for p in [*SYSTEM_DIRS, *SYSTEM_FILES, *python, Path(labsupport.__file__).parent, Path(grading.__file__).parent,
+              cache]:
+        p = Path(p).absolute() if str(p) else None
+        if p is None or not p.exists() or p == repo or p == Path("/") or str(p) in ro:
+            continue
+        if any(Path(q) in p.parents for q in ro if Path(q).is_dir() and not Path(q).is_symlink()):
+            continue
+        ro.append(str(p))
+    masks: list[str] = []
+    for s in {Path(x).resolve() for x in secrets}:
+        for p in ro:
+            real = Path(p).resolve()
+            if real == s or s in real.parents:
+                raise SystemExit(f"error: cannot build the sandbox's view: {p} (needed to run Python) lies inside "
+                                 f"{s}, which graded code must not see; move one of them")
+            if real in s.parents:
+                masks.append(str(Path(p) / s.relative_to(real)))
+    return {"ro": ro, "masks": sorted(set(masks)), "root": ""}
+
+
+def bwrap_prefix(view: dict[str, list[str]], env: dict[str, str]) -> list[str]:
+    cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
            "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
-    for m in masks:
-        if m.is_dir():
-            cmd += ["--tmpfs", str(m)]
+    for k, v in env.items():
+        cmd += ["--setenv", k, v]
+    for p in view["ro"]:
+        cmd += ["--ro-bind", str(Path(p).resolve()), p]
+    for m in view["masks"]:
+        if Path(m).exists():
+            cmd += ["--tmpfs", m, "--remount-ro", m]
     return cmd + ["--"]
 
 
@@ -158,28 +225,49 @@ def _mounts() -> list[tuple[str, int]]:
     return found
 
 
-def setup_mounts(workdir: Path, masks: list[Path], work_mb: int) -> None:
-    """Private tmpfs workdir and /dev/shm, masks over secret folders, everything else read-only."""
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we do leaks back to the host
-    _mount("tmpfs", str(workdir), "tmpfs", MS_NOSUID | MS_NODEV, f"size={work_mb}m,mode=0777")
-    mine = {str(workdir)}
-    try:
-        _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=4m")
-        mine.add("/dev/shm")
-    except OSError:
-        pass
-    for m in masks:
-        if m.is_dir():
-            _mount("tmpfs", str(m), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0")
-            mine.add(str(m))
+def _remount_ro(prefix: str, skip: set[str]) -> None:
+    """Every mount at or under `prefix` read-only, keeping the flags a user namespace may not drop."""
     for point, flags in _mounts():
-        if point in mine or point.startswith(("/proc", "/sys", "/dev/pts")):
-            continue
-        try:
-            _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags)
-        except OSError:
-            if point == "/":
-                raise
+        if (point == prefix or point.startswith(prefix.rstrip("/") + "/")) and point not in skip:
+            try:
+                _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags)
+            except OSError:
+                if point == prefix:
+                    raise
+
+
+def enter_view(view: dict[str, list[str]], work_mb: int) -> Path:
+    """Inside the new mount namespace: build a root holding only the read-only view, a private tmpfs /tmp
+    (returned: the working directory), /dev's harmless nodes and an empty /proc; chroot into it. Any
+    failure raises: grading then reports it instead of running the code unsandboxed."""
+    root = view["root"]
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we do leaks back to the host
+    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=8m,mode=0755")
+    for p in view["ro"]:
+        src, dst = os.path.realpath(p), root + p
+        if os.path.isdir(src):
+            os.makedirs(dst, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            open(dst, "a").close()
+        _mount(src, dst, None, MS_BIND | MS_REC)
+    for m in view["masks"]:
+        if os.path.isdir(root + m):
+            _mount("tmpfs", root + m, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0")
+        elif os.path.exists(root + m):
+            _mount("/dev/null", root + m, None, MS_BIND)
+    for d in ("null", "zero", "full", "random", "urandom"):
+        os.makedirs(root + "/dev", exist_ok=True)
+        open(f"{root}/dev/{d}", "a").close()
+        _mount(f"/dev/{d}", f"{root}/dev/{d}", None, MS_BIND)
+    for d in ("/tmp", "/dev/shm", "/proc"):
+        os.makedirs(root + d, exist_ok=True)
+    _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={work_mb}m,mode=0777")
+    _mount("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0777")
+    _remount_ro(root, {root + "/tmp", root + "/dev/shm"})
+    os.chroot(root)
+    os.chdir("/")
+    return Path("/tmp")
 
 
 def mount_proc() -> None:
@@ -200,7 +288,7 @@ def _vm_size() -> int:
     return 0
 
 
-def limit_process(limits, cpu_seconds: float, nproc: bool) -> None:
+def limit_process(limits, cpu_seconds: float) -> None:
     """Resource limits for one exercise process (inherited by anything it starts)."""
     import resource
 
@@ -216,7 +304,7 @@ def limit_process(limits, cpu_seconds: float, nproc: bool) -> None:
     cap(resource.RLIMIT_CPU, cpu, cpu + 2)  # SIGXCPU first, SIGKILL 2 s later
     cap(resource.RLIMIT_FSIZE, limits.output_mb * 2**20)
     cap(resource.RLIMIT_CORE, 0)
-    if nproc and hasattr(resource, "RLIMIT_NPROC"):
+    if hasattr(resource, "RLIMIT_NPROC"):  # ignored for real root; per user namespace since Linux 5.14
         cap(resource.RLIMIT_NPROC, limits.processes)
 
 
@@ -268,15 +356,16 @@ class Cgroups:
     RLIMIT_NPROC) and equal CPU weights keep one submission's processes from starving the others.
     Absent (and said so) elsewhere."""
 
-    FILES = {"pids": ("pids.max", "max"), "cpu": ("cpu.shares", "1024")}  # cgroup v1
-    FILES_V2 = {"pids": ("pids.max", "max"), "cpu": ("cpu.weight", "100")}
+    FILES = {"pids": ("pids.max", "max"), "cpu": ("cpu.shares", "1024"),
+             "memory": ("memory.limit_in_bytes", "max")}  # cgroup v1
+    FILES_V2 = {"pids": ("pids.max", "max"), "cpu": ("cpu.weight", "100"), "memory": ("memory.max", "max")}
 
     def __init__(self, tag: str, jobs: int = 1):
         self.roots: dict[str, Path] = {}
         self.v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
         if not sys.platform.startswith("linux") or os.geteuid() != 0:
             return
-        for ctrl in ("pids", "cpu"):
+        for ctrl in ("pids", "cpu", "memory"):
             base = Path("/sys/fs/cgroup") if self.v2 else Path("/sys/fs/cgroup") / ctrl
             root = base / f"labgrade-{tag}"
             try:
@@ -294,7 +383,7 @@ class Cgroups:
     def active(self) -> set[str]:
         return set(self.roots)
 
-    def add(self, name: str, pid: int, nproc: int) -> list[Path]:
+    def add(self, name: str, pid: int, nproc: int, memory_mb: int = 0) -> list[Path]:
         groups = []
         for ctrl, root in self.roots.items():
             group = root / name
@@ -302,6 +391,9 @@ class Cgroups:
                 group.mkdir(exist_ok=True)
                 if ctrl == "pids":
                     (group / "pids.max").write_text(str(nproc))
+                if ctrl == "memory" and memory_mb:
+                    fname = self.FILES_V2["memory"][0] if self.v2 else self.FILES["memory"][0]
+                    (group / fname).write_text(str((memory_mb + CGROUP_MEMORY_SLACK_MB) * 2**20))
                 (group / "cgroup.procs").write_text(str(pid))
                 groups.append(group)
             except OSError:
@@ -326,12 +418,20 @@ class Cgroups:
         self.remove(list(self.roots.values()))
 
 
+ALLOWED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "LABGRADE_TEST_TAG")
+
+
 def grading_env(profile: str) -> dict[str, str]:
-    """Environment for the grading worker: CPU only, one thread, offline, the spec's profile."""
-    env = dict(os.environ)
+    """The whole environment of every grading process, built from an allowlist (never the instructor's
+    environment: no tokens, no paths to the overlay or results): CPU only, one thread, offline, the spec's
+    profile, the model cache, and the repository on PYTHONPATH so `grading` imports."""
+    from grading.spec import REPO
+
+    env = {k: os.environ[k] for k in ALLOWED_ENV if k in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.update({v: "1" for v in THREAD_VARS})
     env.update(CUDA_VISIBLE_DEVICES="", LABSUPPORT_PROFILE=profile, MPLBACKEND="Agg", HF_HUB_OFFLINE="1",
                HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1", TQDM_DISABLE="1")
-    env.pop("LABSUPPORT_RESULTS", None)
+               PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1", TQDM_DISABLE="1", PYTHONPATH=str(REPO),
+               LABSUPPORT_CACHE=str(Path(os.environ.get("LABSUPPORT_CACHE") or Path.home() / ".cache" / "labsupport")))
     return env

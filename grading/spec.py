@@ -58,6 +58,7 @@ class ExerciseSpec:
     defines: tuple[str, ...]
     tests: tuple[TestSpec, ...]
     depends: tuple[str, ...] = ()  # exercises whose names come from the solution, not the student
+    allow: tuple[str, ...] = ()  # graded references this exercise may use anyway ("labsupport.gpt:GPT")
 
     @property
     def max_points(self) -> float:
@@ -169,7 +170,8 @@ def load_spec(path: str | os.PathLike, notebooks: str | os.PathLike | None = Non
         names = [t.name for t in tests]
         if len(set(names)) != len(names):
             raise _err(path, f"exercise {eid}: test names repeat ({', '.join(names)})")
-        exercises.append(ExerciseSpec(eid, ex.get("title", eid), defines, tests, tuple(ex.get("depends", ()))))
+        exercises.append(ExerciseSpec(eid, ex.get("title", eid), defines, tests, tuple(ex.get("depends", ())),
+                                      tuple(ex.get("allow", ()))))
     ids = [e.id for e in exercises]
     if len(set(ids)) != len(ids):
         raise _err(path, f"exercise ids repeat: {', '.join(ids)}")

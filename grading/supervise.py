@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import select
 import signal
 import time
@@ -15,7 +14,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from grading import sandbox
-from grading.harness import Context, run_exercise
+from grading.harness import MAX_DATA, Loaded, run_exercise
+from labsupport.check import MAX_MESSAGE
 
 EXEC_GRACE = 2.0  # seconds for the harness to report between tests
 WALL_FACTOR = 5.0  # wall-clock backstop = 5 x a test's CPU-time limit (+2 s), for code that sleeps or waits
@@ -45,7 +45,7 @@ def _death(status: int, limits: SimpleNamespace, cpu: float) -> str:
     return f"the process exited with status {os.waitstatus_to_exitcode(status)} (os._exit() in your code?)"
 
 
-def _exercise_process(ctx: Context, ex: dict, pending: list[str], job: dict, wfd: int, nonce: str,
+def _exercise_process(loaded: Loaded, ex: dict, pending: list[str], job: dict, wfd: int,
                       limits: SimpleNamespace, cpu: float) -> None:
     try:
         sandbox.die_with_parent()
@@ -56,11 +56,11 @@ def _exercise_process(ctx: Context, ex: dict, pending: list[str], job: dict, wfd
         close_all_but({3})
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
-        sandbox.limit_process(limits, cpu, nproc=os.geteuid() != 0 or bool(job.get("run_as")))
+        sandbox.limit_process(limits, cpu)
         if job.get("run_as") and os.geteuid() == 0:
             sandbox.run_as(job["run_as"])
         sandbox.drop_privileges()
-        run_exercise(ctx, ex, pending, job["seed"], 3, nonce)
+        run_exercise(loaded, ex, pending, job["seed"], 3)
     finally:
         os._exit(0)
 
@@ -99,7 +99,7 @@ def _cpu_seconds(pid: int, pidns: bool) -> float | None:
     return total
 
 
-def _watch(pid: int, r: int, nonce: str, seconds: dict[str, float], limits: SimpleNamespace, end: float,
+def _watch(pid: int, r: int, seconds: dict[str, float], limits: SimpleNamespace, end: float,
            pidns: bool, done: dict[str, dict]) -> tuple[str, int, str | None, str | None]:
     """Follow one exercise process until it exits or overruns; return (phase, status, overrun, failure).
 
@@ -121,28 +121,34 @@ def _watch(pid: int, r: int, nonce: str, seconds: dict[str, float], limits: Simp
         if overrun:
             return phase, _reap(pid, pidns), overrun, failure
         ready, _, _ = select.select([r], [], [], 0.02)
-        data = os.read(r, 65536) if ready else b""
+        data = os.read(r, 1 << 20) if ready else b""
         buf += data
+        if len(buf) > MAX_DATA + 4096 and b"\n" not in buf:  # a line longer than any honest report
+            failure = "your code wrote garbage into the grader's channel"
+            return phase, _reap(pid, pidns), None, failure
         while b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
             try:
-                msg = json.loads(line)
+                msg = json.loads(line)  # untrusted: only its shape is used here, the judge reads the data
             except ValueError:
                 continue
-            if msg.get("n") != nonce:
-                continue  # not from our harness
-            if msg["t"] == "start" and msg.get("test") in seconds and msg["test"] not in done:
-                phase = msg["test"]
+            if type(msg) is not dict:
+                continue
+            kind, test = msg.get("t"), msg.get("test")
+            if kind == "start" and test in seconds and test not in done:
+                phase = test
                 limit, cpu0, t0 = arm(seconds[phase])
-            elif msg["t"] == "done" and msg.get("test") == phase:
-                done[phase] = {k: msg[k] for k in ("passed", "message", "seconds")}
+            elif kind == "done" and test == phase:
+                secs = msg.get("seconds")
+                done[phase] = {"data": msg.get("data"), "message": str(msg.get("message") or "")[:MAX_MESSAGE],
+                               "seconds": float(secs) if type(secs) in (int, float) else 0.0}
                 phase = "between"
                 limit, cpu0, t0 = arm(EXEC_GRACE)
-            elif msg["t"] == "ready":
+            elif kind == "ready":
                 phase = "between"
                 limit, cpu0, t0 = arm(EXEC_GRACE)
-            elif msg["t"] == "exec_error":
-                failure = f"could not run your code: {msg['message']}"
+            elif kind == "exec_error":
+                failure = f"could not run your code: {str(msg.get('message'))[:MAX_MESSAGE]}"
         got, status = os.waitpid(pid, os.WNOHANG)
         if got == pid:
             if pidns:
@@ -150,21 +156,21 @@ def _watch(pid: int, r: int, nonce: str, seconds: dict[str, float], limits: Simp
             return phase, status, None, failure
 
 
-def run_tests(ctx: Context, ex: dict, job: dict, limits: SimpleNamespace, end: float, pidns: bool) -> dict:
+def run_tests(loaded: Loaded, ex: dict, job: dict, limits: SimpleNamespace, end: float, pidns: bool) -> dict:
     """Run exercise `ex` in as many exercise processes as crashes require; return its results."""
     done: dict[str, dict] = {}
     pending = list(ex["tests"])
-    seconds = {k: ctx.tests[k]["seconds"] or limits.test_seconds for k in pending}
+    seconds = {k: loaded.tests[k]["seconds"] or limits.test_seconds for k in pending}
     budget = f"not run: the submission used up its {limits.notebook_seconds:.0f} s time limit"
     while pending:
-        nonce, (r, w) = secrets.token_hex(8), os.pipe()
+        r, w = os.pipe()
         cpu = limits.test_seconds + sum(seconds[k] for k in pending)
         pid = os.fork()
         if pid == 0:
             os.close(r)
-            _exercise_process(ctx, ex, pending, job, w, nonce, limits, cpu)
+            _exercise_process(loaded, ex, pending, job, w, limits, cpu)
         os.close(w)
-        phase, status, overrun, failure = _watch(pid, r, nonce, seconds, limits, end, pidns, done)
+        phase, status, overrun, failure = _watch(pid, r, seconds, limits, end, pidns, done)
         os.close(r)
         slow = {"cpu": "used more than {:.0f} s of CPU time (infinite loop, or far too slow?)",
                 "wall": "took far more than {:.0f} s of wall time (sleeping or waiting on something?)"}
@@ -173,7 +179,7 @@ def run_tests(ctx: Context, ex: dict, job: dict, limits: SimpleNamespace, end: f
             failure = budget
         elif phase in seconds and not failure:  # only the running test is lost; the rest get a fresh process
             why = slow[overrun].format(seconds[phase]) if overrun else _death(status, limits, cpu)
-            done[phase] = {"passed": False, "message": f"your code {why}" if overrun else why,
+            done[phase] = {"message": f"your code {why}" if overrun else why,
                            "seconds": seconds[phase] if overrun else 0.0}
         elif phase == "exec" and not failure:
             failure = (f"your code did not finish defining the exercise: it {slow[overrun].format(limits.test_seconds)}"
@@ -181,7 +187,7 @@ def run_tests(ctx: Context, ex: dict, job: dict, limits: SimpleNamespace, end: f
         pending = [k for k in pending if k not in done]
         if pending and (failure or len(pending) == before):  # no progress: do not retry forever
             why = failure or f"no result reported ({_death(status, limits, cpu)})"
-            done.update({k: {"passed": False, "message": why, "seconds": 0.0} for k in pending})
+            done.update({k: {"message": why, "seconds": 0.0} for k in pending})
             pending = []
     return {"id": ex["id"], "tests": {k: done[k] for k in ex["tests"]}}
 

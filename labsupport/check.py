@@ -1,59 +1,372 @@
-"""Self-checks: ``labsupport.check("01.2", my_function)`` runs an exercise's public tests against the
-student's live objects and prints a clear pass/fail with a hint. It never raises on a wrong answer,
-so a notebook keeps running; it returns True/False.
+"""Self-checks: ``labsupport.check("01.3", count_pairs)`` tests a student's objects and prints PASS/FAIL with
+a hint. It never raises on a wrong answer (a notebook keeps running) and returns a truthy/falsy result.
 
-Checks for lab NN live in ``labsupport/checks/labNN.py`` and register themselves with ``@exercise``.
-Hints come in two levels: the first names the concept; the second, printed from the second failure of
-the same exercise on, points at the API to use. Neither contains the solution's code
-(``tests/test_hints.py`` compares them with the solution notebooks).
-The grader (``grading/``) runs the very same functions as its public tests.
+Every check has two halves, so that a grader can run the first next to untrusted code and the second
+where that code cannot reach it (``grading/`` does exactly this; a notebook runs both in-process):
+
+* the **driver** runs next to the student's code. It builds inputs (deterministically, from ``seed``),
+  calls the student's objects -- only those, in the order the exercise lists them -- and records what they
+  return with ``t.record(label, value)``. ``record`` converts the value to plain data at once, with exact
+  ``type()`` checks: None, bool, int, float, str, and list/tuple/dict of those, numpy arrays and
+  ``torch.Tensor`` (numbers only). A subclass, a lazy object or anything else is a wrong answer. The driver
+  never decides pass or fail.
+* the **judge** runs in the trusted process. It gets the student's records (``got``) and the records of
+  the same driver run on the course's reference objects (``want``) and raises ``AssertionError("what is
+  wrong")`` or returns a short success note. The default judge, `compare`, wants the same labels in the
+  same order, the same types and shapes, equal values, and floats within the ``rtol``/``atol`` options.
+
+Write a check in ``labsupport/checks/labNN.py``::
+
+    @exercise("01.3", title="count adjacent pairs", hint="for each pair in zip(word, word[1:]) ...",
+              reference=["labsupport.bpe_train:count_pairs"])   # "module:attribute", one per student object
+    def drive_count_pairs(t: Trace, count_pairs) -> None:
+        for words in PAIR_CASES:                                # inputs built at import time or from `seed`
+            t.record(f"count_pairs({short(words)})", count_pairs(dict(words)))
+
+Rules: the driver's parameters are ``t``, then the student's objects (named like the exercise's ``defines``),
+then any of ``seed`` and the options (keyword-only, defaults from ``options=``; a grading spec's options
+override them). Build inputs without calling a graded reference (they are replaced by tripwires while a
+submission runs). The labels are the trusted text of failure messages: make them say what was called.
+A custom ``judge(got, want, **options)`` gets two `Records` (label -> value) for checks that compare more
+than values (e.g. naming a typical mistake); ``reference=None`` runs no reference (``want`` is empty).
+Grading specs name checks by id; the private hidden tests use the same two halves (grading/README.md).
+
+Hints come in two levels: ``hint`` names the concept; ``hint2``, printed from the second failure of the same
+exercise on, points at the API to use. Neither contains the solution's code (``tests/test_hints.py`` compares
+them with the solution notebooks).
 """
 
 from __future__ import annotations
 
+import base64
 import importlib
+import inspect
+import math
 import pkgutil
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter, OrderedDict, defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+MAX_DEPTH = 32  # nesting of recorded values
+MAX_ITEMS = 2_000_000  # scalars + array elements in one check's records
+MAX_MESSAGE = 2000  # characters of any failure message
+NUMERIC_DTYPES = {"b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8"}
+DICTS = (dict, Counter, OrderedDict, defaultdict)  # read through dict's own methods: overrides are ignored
+
+
+class WrongAnswer(AssertionError):
+    """A driver could not turn the student's value into plain data, or a judge found a difference."""
+
+
+def short(x: object, n: int = 160) -> str:
+    """repr(x), cut to n characters, for failure messages."""
+    try:
+        s = repr(x)
+    except Exception:  # a student's object whose __repr__ fails
+        s = f"<{type(x).__name__}>"
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
+def expect_equal(got: object, want: object, what: str) -> None:
+    """Fail with "<what>: expected <want>, got <got>" unless they are equal (for judges and tests)."""
+    if got != want:
+        raise WrongAnswer(f"{what}: expected {short(want)}, got {short(got)}")
+
+
+# ---------------------------------------------------------------------------------------------- plain data
+
+
+def to_plain(value: Any, what: str = "the result", _depth: int = 0, _budget: list[int] | None = None) -> Any:
+    """JSON-safe plain data for `value`, by exact type; anything else raises WrongAnswer naming `what`."""
+    budget = _budget if _budget is not None else [MAX_ITEMS]
+    if _depth > MAX_DEPTH:
+        raise WrongAnswer(f"{what} is nested more than {MAX_DEPTH} levels deep")
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise WrongAnswer(f"{what} is far too large (more than {MAX_ITEMS} values)")
+    t = type(value)
+    if value is None or t is bool or t is str:
+        return value
+    if t is int:
+        if value.bit_length() > 256:
+            raise WrongAnswer(f"{what} holds an integer with more than 256 bits")
+        return value
+    if t is float:
+        return value if math.isfinite(value) else {"$f": repr(value)}
+    if t is list:
+        return [to_plain(v, what, _depth + 1, budget) for v in list.__iter__(value)]
+    if t is tuple:
+        return {"$t": [to_plain(v, what, _depth + 1, budget) for v in tuple.__iter__(value)]}
+    if t in DICTS:
+        return {"$d": [[to_plain(k, what, _depth + 1, budget), to_plain(v, what, _depth + 1, budget)]
+                       for k, v in dict.items(value)]}
+    module = t.__module__.split(".")[0]
+    if module == "numpy":
+        import numpy as np
+
+        if t is np.ndarray:
+            return _array(value, "$a", what, budget)
+        if t in (np.bool_,):
+            return bool(value)
+        if issubclass(t, np.integer) and t.__module__ == "numpy":
+            return int(value)
+        if issubclass(t, np.floating) and t.__module__ == "numpy":
+            return to_plain(float(value), what, _depth, budget)
+    if module == "torch":
+        import torch
+
+        if t is torch.Tensor or t is torch.nn.Parameter:
+            x = torch.Tensor.detach(value)
+            if x.dtype == torch.bfloat16:
+                x = x.float()
+            return _array(x.cpu().numpy(), "$T", what, budget)
+    kind = f"{t.__module__}.{t.__qualname__}" if t.__module__ != "builtins" else t.__qualname__
+    raise WrongAnswer(f"{what} is a {kind}; the check needs plain values (int, float, str, bool, None, list, "
+                      "tuple, dict, numpy array, torch.Tensor), not a subclass or another type")
+
+
+def _array(a: Any, tag: str, what: str, budget: list[int]) -> dict[str, Any]:
+    import numpy as np
+
+    dtype = a.dtype.newbyteorder("<") if a.dtype.byteorder == ">" else a.dtype
+    code = dtype.str.lstrip("<|=")
+    if code not in NUMERIC_DTYPES:
+        raise WrongAnswer(f"{what} has dtype {a.dtype}; the check needs a bool, integer or float array")
+    budget[0] -= int(a.size)
+    if budget[0] < 0:
+        raise WrongAnswer(f"{what} is far too large ({a.size} elements)")
+    data = np.ascontiguousarray(a, dtype=dtype.newbyteorder("<"))
+    return {tag: code, "shape": list(a.shape), "b64": base64.b64encode(data.tobytes()).decode()}
+
+
+def from_plain(data: Any, _depth: int = 0) -> Any:
+    """Inverse of `to_plain`, for data from an untrusted process: validates every node, never unpickles."""
+    if _depth > MAX_DEPTH + 1:
+        raise ValueError("nested too deeply")
+    if data is None or type(data) in (bool, int, float, str):
+        return data
+    if type(data) is list:
+        return [from_plain(v, _depth + 1) for v in data]
+    if type(data) is not dict or len(data) not in (1, 3):
+        raise ValueError(f"unexpected {type(data).__name__} in recorded data")
+    if set(data) == {"$f"} and data["$f"] in ("nan", "inf", "-inf"):
+        return float(data["$f"])
+    if set(data) == {"$t"} and type(data["$t"]) is list:
+        return tuple(from_plain(v, _depth + 1) for v in data["$t"])
+    if set(data) == {"$d"} and type(data["$d"]) is list:
+        out = {}
+        for pair in data["$d"]:
+            if type(pair) is not list or len(pair) != 2:
+                raise ValueError("malformed dict item")
+            key = from_plain(pair[0], _depth + 1)
+            try:
+                hash(key)
+            except TypeError:
+                raise ValueError("unhashable dict key") from None
+            out[key] = from_plain(pair[1], _depth + 1)
+        return out
+    tag = "$a" if "$a" in data else "$T"
+    if set(data) == {tag, "shape", "b64"} and data[tag] in NUMERIC_DTYPES:
+        import numpy as np
+
+        shape = data["shape"]
+        if type(shape) is not list or not all(type(s) is int and 0 <= s for s in shape):
+            raise ValueError("malformed array shape")
+        raw = base64.b64decode(data["b64"], validate=True)
+        dtype = np.dtype("<" + data[tag])
+        if len(raw) != dtype.itemsize * math.prod(shape):
+            raise ValueError("array data does not match its shape")
+        arr = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+        if tag == "$T":
+            import torch
+
+            return torch.from_numpy(arr)
+        return arr
+    raise ValueError("unknown node in recorded data")
+
+
+class Records(Mapping[str, Any]):
+    """What a driver recorded: label -> plain value, in recording order."""
+
+    def __init__(self, items: list[tuple[str, Any]] | None = None):
+        self.items_ = list(items or [])
+        self._index = {k: v for k, v in self.items_}
+
+    def __getitem__(self, label: str) -> Any:
+        return self._index[label]
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self.items_)
+
+    def __len__(self) -> int:
+        return len(self.items_)
+
+
+class Trace:
+    """The driver's recorder: each ``record`` stores one labelled value as plain data, immediately."""
+
+    def __init__(self) -> None:
+        self.items: list[list[Any]] = []
+        self._budget = [MAX_ITEMS]
+
+    def record(self, label: str, value: Any) -> None:
+        self.items.append([str(label), to_plain(value, str(label), 0, self._budget)])
+
+    def data(self) -> list[list[Any]]:
+        return self.items
+
+
+def records(data: Any) -> Records:
+    """Records from a driver's (untrusted) output: a list of [label, plain value] pairs."""
+    if type(data) is not list:
+        raise ValueError("recorded data is not a list")
+    items = []
+    for item in data:
+        if type(item) is not list or len(item) != 2 or type(item[0]) is not str:
+            raise ValueError("malformed record")
+        items.append((item[0][:300], from_plain(item[1])))
+    return Records(items)
+
+
+# ---------------------------------------------------------------------------------------------- judging
+
+
+def _close(got: Any, want: Any, rtol: float, atol: float) -> str | None:
+    """None when `got` matches `want` (exact types, floats within tolerance), else what differs."""
+    tg, tw = type(got), type(want)
+    if tw is float and tg is int:  # an integer-valued answer where a float is expected is fine
+        got, tg = float(got), float
+    if tg is not tw:
+        return f"expected a {tw.__name__}, got a {tg.__name__}"
+    if tw is float:
+        if math.isnan(want):
+            return None if math.isnan(got) else "expected nan"
+        return None if abs(got - want) <= atol + rtol * abs(want) else "values differ"
+    if tw in (list, tuple):
+        if len(got) != len(want):
+            return f"expected length {len(want)}, got {len(got)}"
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            why = _close(g, w, rtol, atol)
+            if why:
+                return f"item {i}: {why}"
+        return None
+    if tw is dict:
+        if list(got) != list(want) and set(got) != set(want):
+            extra, missing = set(got) - set(want), set(want) - set(got)
+            return (f"missing keys {short(sorted(missing, key=repr), 80)}" if missing else
+                    f"unexpected keys {short(sorted(extra, key=repr), 80)}")
+        for k in want:
+            why = _close(got[k], want[k], rtol, atol)
+            if why:
+                return f"at key {short(k, 60)}: {why}"
+        return None
+    if hasattr(want, "shape") and hasattr(want, "dtype"):
+        import numpy as np
+
+        g, w = np.asarray(got), np.asarray(want)
+        if g.shape != w.shape:
+            return f"expected shape {tuple(w.shape)}, got {tuple(g.shape)}"
+        if (g.dtype.kind == "f") != (w.dtype.kind == "f") or (g.dtype.kind == "b") != (w.dtype.kind == "b"):
+            return f"expected dtype {want.dtype}, got {got.dtype}"
+        small = w.size <= 24
+        if w.dtype.kind != "f":
+            if np.array_equal(g, w):
+                return None
+            return f"expected {w.tolist()}, got {g.tolist()}" if small else "values differ"
+        if np.allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol, atol=atol, equal_nan=True):
+            return None
+        diff = np.nanmax(np.abs(g.astype(np.float64) - w.astype(np.float64))) if g.size else 0.0
+        if small:
+            return (f"expected {np.round(w.astype(np.float64), 4).tolist()}, got "
+                    f"{np.round(g.astype(np.float64), 4).tolist()} (max abs difference {diff:.3g})")
+        return f"max abs difference {diff:.3g}"
+    return None if got == want else "values differ"
+
+
+def compare(got: Records, want: Records, rtol: float = 1e-5, atol: float = 1e-8, **_: Any) -> str:
+    """The default judge: same labels in order, and every value matches the reference's."""
+    for i, (label, w) in enumerate(want.items_):
+        if i >= len(got.items_):
+            raise WrongAnswer(f"{label}: no result recorded")
+        g_label, g = got.items_[i]
+        if g_label != label:
+            raise WrongAnswer(f"{label}: no result recorded")
+        why = _close(g, w, rtol, atol)
+        if why:
+            if hasattr(w, "shape"):
+                raise WrongAnswer(f"{label}: {why}")
+            raise WrongAnswer(f"{label}: expected {short(w)}, got {short(g)}")
+    if len(got) != len(want):
+        raise WrongAnswer(f"{len(got)} results recorded, expected {len(want)}")
+    return f"{len(want)} results match the reference"
+
+
+# ---------------------------------------------------------------------------------------------- registry
 
 
 @dataclass(frozen=True)
 class Exercise:
     id: str  # "01.2"
     title: str
-    hint: str  # level 1: the concept
-    func: Callable[..., str | None]  # raises AssertionError on a wrong answer; may return a success detail
+    hint: str
+    drive: Callable[..., None]  # drive(t, *student objects, seed=..., **options)
+    reference: tuple[str, ...] | None  # "module:attribute" of the graded reference objects, or None
+    judge: Callable[..., str | None] = compare
+    options: Mapping[str, Any] = field(default_factory=dict)
+    legacy: bool = False  # an old-style check function that decides by itself (being converted; not gradable safely)
     hint2: str = ""  # level 2, shown on a repeated failure: the API to use
+
+    def run_options(self, overrides: Mapping[str, Any] | None = None, seed: int = 0) -> dict[str, Any]:
+        """The driver/judge options: the check's defaults, then the spec's (which always win), then seed."""
+        return {**self.options, **(overrides or {}), "seed": seed}
 
 
 EXERCISES: dict[str, Exercise] = {}
 FAILURES: dict[str, int] = {}  # failed `check` calls per exercise in this process: picks the hint level
 
 
-def short(x: object, n: int = 160) -> str:
-    """repr(x), cut to n characters, for failure messages."""
-    s = repr(x)
-    return s if len(s) <= n else s[: n - 3] + "..."
+def exercise(id: str, title: str, hint: str, reference: list[str] | None = None,
+             judge: Callable[..., str | None] | None = None,
+             options: Mapping[str, Any] | None = None,
+             hint2: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a driver under an exercise id (see the module docstring), with a concept and an API hint."""
 
-
-def expect_equal(got: object, want: object, what: str) -> None:
-    """Fail the check with "<what>: expected <want>, got <got>" unless they are equal."""
-    if got != want:
-        raise AssertionError(f"{what}: expected {short(want)}, got {short(got)}")
-
-
-def exercise(id: str, title: str, hint: str, hint2: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a check function under an exercise id, with a concept hint and an API hint."""
-
-    def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
+    def wrap(drive: Callable[..., Any]) -> Callable[..., Any]:
         if id in EXERCISES:
             raise ValueError(f"exercise {id!r} registered twice")
-        EXERCISES[id] = Exercise(id, title, hint, func, hint2)
-        return func
+        if reference is None and judge is None:  # old style: the function decides (being converted)
+            EXERCISES[id] = Exercise(id, title, hint, _legacy_driver(drive), None, _legacy_judge, {}, True, hint2)
+            return drive
+        EXERCISES[id] = Exercise(id, title, hint, drive, tuple(reference) if reference is not None else None,
+                                 judge or compare, dict(options or {}), hint2=hint2)
+        return drive
 
     return wrap
+
+
+def _legacy_driver(func: Callable[..., Any]) -> Callable[..., None]:
+    def drive(t: Trace, *objects: Any) -> None:
+        t.record("legacy check", str(func(*objects) or "all tests passed"))
+
+    return drive
+
+
+def _legacy_judge(got: Records, want: Records) -> str:
+    """Trusts the driver's own verdict: NOT tamper-proof (graded results say so)."""
+    if type(got.get("legacy check")) is not str:
+        raise WrongAnswer("no result recorded")
+    return got["legacy check"][:MAX_MESSAGE]
+
+
+def resolve(path: str) -> Any:
+    """The object at "package.module:attr.sub"."""
+    module, _, attr = path.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def _load_all() -> None:
@@ -76,19 +389,63 @@ def get_exercise(id: str) -> Exercise:
     return EXERCISES[id]
 
 
-def run_check(id: str, *args: Any, **kwargs: Any) -> tuple[bool, str]:
-    """Run one exercise's check; return (passed, message) without printing."""
+def driver_kwargs(drive: Callable[..., Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options a driver or judge declares, by name (never a student's name)."""
+    params = inspect.signature(drive).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return dict(options)
+    return {k: v for k, v in options.items() if k in params}
+
+
+def run_driver(drive: Callable[..., Any], objects: list[Any], options: Mapping[str, Any]) -> list[list[Any]]:
+    """Run a driver on `objects`; its records as plain (JSON-safe) data. Student errors propagate."""
+    t = Trace()
+    drive(t, *objects, **driver_kwargs(drive, options))
+    return t.data()
+
+
+def judge(ex_judge: Callable[..., str | None], got: Records, want: Records, options: Mapping[str, Any]) -> str:
+    """Run a judge; its success note (it raises AssertionError on a wrong answer)."""
+    detail = ex_judge(got, want, **driver_kwargs(ex_judge, options))
+    return str(detail)[:MAX_MESSAGE] if detail else "all tests passed"
+
+
+_WANT: dict[tuple[str, str], Records] = {}
+
+
+def reference_records(ex: Exercise, options: Mapping[str, Any]) -> Records:
+    """The driver's records on the reference objects (cached per options: drivers are deterministic)."""
+    if ex.reference is None:
+        return Records()
+    key = (ex.id, repr(sorted(options.items())))
+    if key not in _WANT:
+        _WANT[key] = records(run_driver(ex.drive, [resolve(p) for p in ex.reference], options))
+    return _WANT[key]
+
+
+def describe_error(err: BaseException) -> str:
+    """One line for an exception raised while a driver ran the student's code."""
+    if isinstance(err, NotImplementedError):
+        return "not implemented yet (the cell still raises NotImplementedError)"
+    if isinstance(err, AssertionError):
+        return (str(err) or "wrong answer")[:MAX_MESSAGE]
+    frames = [f for f in traceback.extract_tb(err.__traceback__)]
+    where = f" (line {frames[-1].lineno} of {frames[-1].name})" if frames else ""
+    return f"your code raised {type(err).__name__}: {str(err)[:300]}{where}"[:MAX_MESSAGE]
+
+
+def run_check(id: str, *args: Any, **options: Any) -> tuple[bool, str]:
+    """Run one exercise's check in this process; return (passed, message) without printing."""
     ex = get_exercise(id)
+    opts = ex.run_options(options)
     try:
-        detail = ex.func(*args, **kwargs)
-    except NotImplementedError:
-        return False, "not implemented yet (the cell still raises NotImplementedError)"
+        got = records(run_driver(ex.drive, list(args), opts))
+    except Exception as err:
+        return False, describe_error(err)
+    try:
+        return True, judge(ex.judge, got, reference_records(ex, opts), opts)
     except AssertionError as err:
-        return False, str(err) or "wrong answer"
-    except Exception as err:  # the student's code crashed inside the check
-        last = traceback.extract_tb(err.__traceback__)[-1]
-        return False, f"your code raised {type(err).__name__}: {err} (line {last.lineno} of {last.name})"
-    return True, detail or "all tests passed"
+        return False, (str(err) or "wrong answer")[:MAX_MESSAGE]
 
 
 @dataclass(frozen=True)
@@ -106,13 +463,13 @@ class CheckResult:
         pass
 
 
-def check(id: str, *args: Any, **kwargs: Any) -> CheckResult:
+def check(id: str, *args: Any, **options: Any) -> CheckResult:
     """Check exercise `id` with the student's objects; print pass/fail (and a hint on failure).
 
     The first failure shows the concept hint; later failures of the same exercise add the API hint.
     """
     ex = get_exercise(id)
-    ok, msg = run_check(id, *args, **kwargs)
+    ok, msg = run_check(id, *args, **options)
     if ok:
         print(f"PASS  exercise {id} ({ex.title}): {msg}")
     else:

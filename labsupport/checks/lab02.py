@@ -1,8 +1,9 @@
-"""Self-checks for Lab 02 (attention). Each runs the student's code on small fixed inputs and compares it
-with `labsupport.attention` (and, for 02.2, with PyTorch's fused `F.scaled_dot_product_attention`).
+"""Self-checks for Lab 02 (attention). Each driver runs the student's code on small fixed inputs and records
+the outputs; the judges compare them with `labsupport.attention` (and, for 02.2, with PyTorch's fused
+`F.scaled_dot_product_attention`). Protocol: labsupport/check.py.
 
-When an answer is wrong, the checks also run a few typical mistakes (no 1/sqrt(d) scaling, softmax over
-the wrong axis, no causal mask, ...) and name the one the student's output matches, if any.
+When an answer is wrong, the judges also run a few typical mistakes (no 1/sqrt(d) scaling, softmax over
+the wrong axis, no causal mask, ...) on the same inputs and name the one the student's output matches.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from labsupport.attention import CausalSelfAttention, cross_attention
-from labsupport.check import exercise
+from labsupport.check import Records, Trace, WrongAnswer, exercise
 from labsupport.config import CfgNode
 
 ATOL = 1e-5
@@ -89,18 +89,29 @@ def _cross_cases() -> list[tuple[str, tuple[torch.Tensor, ...]]]:
     return cases
 
 
-@exercise("02.1", title="cross-attention",
-          hint="Q = S2.T @ W_Q, K = S1.T @ W_K, V = S1.T @ W_V; weights = softmax(Q @ K.T / sqrt(d), dim=-1) "
-               "(over the keys, S1's positions); return weights @ V, shape (T2, d_v)")
-def check_cross_attention(student_fn: Callable) -> str:
-    for what, args in _cross_cases():
-        got = _as_tensor(student_fn(*(a.clone() for a in args)), "cross_attention")
-        want = cross_attention(*args)
-        if not _close(got, want, atol=ATOL * max(1.0, want.abs().max().item())):
+CROSS_CASES = _cross_cases()  # inputs, built at import: graded references are tripwired while grading
+
+
+def _judge_cross(got: Records, want: Records) -> str:
+    for (_what, args), (label, w) in zip(CROSS_CASES, want.items_, strict=True):
+        g = got.get(label)
+        if g is None:
+            raise WrongAnswer(f"{label}: no result recorded")
+        if not _close(g, w, atol=ATOL * max(1.0, w.abs().max().item())):
             mistakes = {"the scores are not divided by sqrt(d)": _cross_variant(*args, scale=False),
                         "the softmax runs over the queries (dim=0) instead of the keys": _cross_variant(*args, dim=0)}
-            raise _mismatch(f"cross_attention on {what}", got, want, mistakes)
+            raise _mismatch(label, g, w, mistakes)
     return "matches the reference on the worked example and 3 random cases"
+
+
+@exercise("02.1", title="cross-attention",
+          hint="Q = S2.T @ W_Q, K = S1.T @ W_K, V = S1.T @ W_V; weights = softmax(Q @ K.T / sqrt(d), dim=-1) "
+               "(over the keys, S1's positions); return weights @ V, shape (T2, d_v)",
+          reference=["labsupport.attention:cross_attention"], judge=_judge_cross)
+def drive_cross_attention(t: Trace, cross_attention: Callable) -> None:
+    for what, args in CROSS_CASES:
+        t.record(f"cross_attention on {what}", _as_tensor(cross_attention(*(a.clone() for a in args)),
+                                                            "cross_attention"))
 
 
 # ---------------------------------------------------------------------------------------------- 02.2
@@ -146,19 +157,38 @@ def _sdpa(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return m.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
-def _build(attention_cls: Callable, config: CfgNode, ref: CausalSelfAttention) -> nn.Module:
-    """The student's module with the reference's projection weights copied in."""
+def _weights(C: int, seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
+    """Projection weights every implementation under test gets (nn.Linear's init, drawn from `seed`)."""
+    g = torch.Generator().manual_seed(seed)
+    bound = 1 / math.sqrt(C)
+    return {name: {"weight": (torch.rand(C, C, generator=g) * 2 - 1) * bound,
+                   "bias": (torch.rand(C, generator=g) * 2 - 1) * bound} for name in PROJECTIONS}
+
+
+class _Projections(nn.Module):
+    """The reference's projections with `_weights`: what the judge runs the typical mistakes with."""
+
+    def __init__(self, config: CfgNode):
+        super().__init__()
+        C, self.n_head = config.n_embd, config.n_head
+        for name, state in _weights(C).items():
+            setattr(self, name, nn.Linear(C, C))
+            getattr(self, name).load_state_dict(state)
+
+
+def _build(attention_cls: Callable, config: CfgNode) -> nn.Module:
+    """The student's module with the shared projection weights copied in."""
     student = attention_cls(config)
-    if not isinstance(student, nn.Module):
+    if type(student).__mro__.count(nn.Module) != 1 or not isinstance(student, nn.Module):
         raise AssertionError(f"{getattr(attention_cls, '__name__', attention_cls)}(config) must build an "
                              f"nn.Module, got {type(student).__name__}")
     C = config.n_embd
-    for name in PROJECTIONS:
+    for name, state in _weights(C).items():
         lin = getattr(student, name, None)
         if not isinstance(lin, nn.Linear) or (lin.in_features, lin.out_features) != (C, C) or lin.bias is None:
             raise AssertionError(f"self.{name} must be nn.Linear({C}, {C}) (with bias) for n_embd={C}; "
                                  f"got {lin!r}")
-        lin.load_state_dict(getattr(ref, name).state_dict())
+        lin.load_state_dict(state)
     return student
 
 
@@ -167,75 +197,90 @@ def _forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return _as_tensor(module(x.clone()), "forward(x)")
 
 
+CONFIG = attention_config()
+_g = torch.Generator().manual_seed(0)
+CAUSAL_X = torch.randn(2, CONFIG.block_size, CONFIG.n_embd, generator=_g)
+CAUSAL_TS = (1, 4, CONFIG.block_size - 1)
+CAUSAL_X2 = {}
+for _t in CAUSAL_TS:
+    CAUSAL_X2[_t] = CAUSAL_X.clone()
+    CAUSAL_X2[_t][:, _t:] += torch.randn(2, CONFIG.block_size - _t, CONFIG.n_embd, generator=_g)
+SHAPE_XS = [torch.randn(B, T, CONFIG.n_embd, generator=_g) for B, T in [(2, CONFIG.block_size), (3, 5), (1, 1)]]
+DROPOUT_X = torch.randn(2, CONFIG.block_size, CONFIG.n_embd, generator=_g)
+DROPOUT_CASES = [(1.0, 0.0, "bias", "attention dropout (nn.Dropout(config.attn_pdrop) on the attention weights)"),
+                 (0.0, 1.0, "zeros", "residual dropout (nn.Dropout(config.resid_pdrop) after self.proj)")]
+
+
+def _judge_mha(got: Records, want: Records) -> str:
+    with torch.random.fork_rng(devices=[]):  # nn.Linear draws an init we overwrite: leave the caller's RNG alone
+        ref = _Projections(CONFIG)
+    missing = [k for k in want if k not in got]
+    if missing:
+        raise WrongAnswer(f"{missing[0]}: no result recorded")
+
+    def explain(x: torch.Tensor, y: torch.Tensor) -> str:  # the typical mistake the output matches, if any
+        with torch.no_grad():
+            return _diagnosis(y, {
+                "the scores are not divided by sqrt(head_size)": _mha_variant(ref, x, scale=False),
+                "the softmax runs over the queries (dim=-2) instead of the keys": _mha_variant(ref, x, dim=-2),
+                "the causal mask is missing": _mha_variant(ref, x, causal=False),
+                "the output projection self.proj is not applied": _mha_variant(ref, x, proj=False),
+                "the heads are split with view(B, nh, T, hs) instead of view(B, T, nh, hs).transpose(1, 2)":
+                    _mha_variant(ref, x, transpose_heads=False),
+            })
+
+    y = got["forward(x)"]
+    if y.shape != CAUSAL_X.shape:
+        raise WrongAnswer(f"forward(x) on x of shape {tuple(CAUSAL_X.shape)} = (B, T, C) returned shape "
+                          f"{tuple(y.shape)}; it must return (B, T, C)")
+    if not torch.equal(got["forward(x) again"], y):
+        raise WrongAnswer("two calls of forward(x) in eval mode gave different outputs: dropout must be off "
+                          "in eval mode (use nn.Dropout modules, or F.dropout(..., training=self.training))")
+    for t in CAUSAL_TS:
+        y2 = got[f"forward(x changed at positions >= {t})"]
+        if y2.shape != y.shape or not torch.allclose(y2[:, :t], y[:, :t], atol=1e-6):
+            raise WrongAnswer(f"changing the inputs at positions >= {t} changed the outputs at positions "
+                              f"< {t}: a token must not see the future{explain(CAUSAL_X, y)}")
+    for x in SHAPE_XS:
+        label = f"forward(x) on x of shape {tuple(x.shape)} in eval mode"
+        g = got[label]
+        with torch.no_grad():
+            for name, w in (("labsupport.attention.CausalSelfAttention", want[label]),
+                            ("F.scaled_dot_product_attention(is_causal=True)", _sdpa(ref, x))):
+                if not _close(g, w):
+                    what = f"{label}, compared with {name}"
+                    if g.shape != w.shape:
+                        raise WrongAnswer(f"{what}: expected shape {tuple(w.shape)}, got {tuple(g.shape)}")
+                    raise WrongAnswer(f"{what}: max abs difference {(g - w).abs().max().item():.3g}{explain(x, g)}")
+    for attn_p, resid_p, expect, what in DROPOUT_CASES:
+        g = got[f"training mode, attn_pdrop={attn_p}, resid_pdrop={resid_p}"]
+        target = ref.proj.bias.detach().expand_as(DROPOUT_X) if expect == "bias" else torch.zeros_like(DROPOUT_X)
+        if g.shape != target.shape or not torch.allclose(g, target, atol=1e-6):
+            raise WrongAnswer(f"with attn_pdrop={attn_p}, resid_pdrop={resid_p} in training mode the output "
+                              f"should be {'proj.bias at every position' if expect == 'bias' else 'all zeros'}"
+                              f": is the {what} missing, or does it ignore model.train()?")
+    return ("matches labsupport's CausalSelfAttention and F.scaled_dot_product_attention(is_causal=True) "
+            "(max abs diff < 1e-5), is causal, and applies both dropouts in training mode only")
+
+
 @exercise("02.2", title="multi-head causal self-attention",
           hint="q, k, v = self.query(x), ... each viewed as (B, T, nh, hs).transpose(1, 2); att = q @ k^T / "
                "sqrt(hs); mask the future with -inf BEFORE softmax(dim=-1); attn dropout; att @ v; "
-               "transpose back to (B, T, C); self.proj then resid dropout")
-def check_causal_self_attention(attention_cls: Callable) -> str:
+               "transpose back to (B, T, C); self.proj then resid dropout",
+          reference=["labsupport.attention:CausalSelfAttention"], judge=_judge_mha)
+def drive_causal_self_attention(t: Trace, attention_cls: Callable) -> None:
     with torch.random.fork_rng(devices=[]):  # building modules draws random weights: leave the caller's RNG alone
         torch.manual_seed(0)
-        config = attention_config()
-        ref = CausalSelfAttention(config).eval()
-        student = _build(attention_cls, config, ref).eval()  # eval: both dropouts must be off
-        g = torch.Generator().manual_seed(0)
-        C = config.n_embd
-
-        def explain(x: torch.Tensor) -> str:  # name the typical mistake the student's output matches, if any
-            with torch.no_grad():
-                return _diagnosis(_forward(student, x), {
-                    "the scores are not divided by sqrt(head_size)": _mha_variant(ref, x, scale=False),
-                    "the softmax runs over the queries (dim=-2) instead of the keys": _mha_variant(ref, x, dim=-2),
-                    "the causal mask is missing": _mha_variant(ref, x, causal=False),
-                    "the output projection self.proj is not applied": _mha_variant(ref, x, proj=False),
-                    "the heads are split with view(B, nh, T, hs) instead of view(B, T, nh, hs).transpose(1, 2)":
-                        _mha_variant(ref, x, transpose_heads=False),
-                })
-
-        # causality first: changing positions t.. must leave the outputs at positions < t unchanged
-        x = torch.randn(2, config.block_size, C, generator=g)
-        y = _forward(student, x)
-        if y.shape != x.shape:
-            raise AssertionError(f"forward(x) on x of shape {tuple(x.shape)} = (B, T, C) returned shape "
-                                 f"{tuple(y.shape)}; it must return (B, T, C)")
-        if not torch.equal(_forward(student, x), y):
-            raise AssertionError("two calls of forward(x) in eval mode gave different outputs: dropout must be off "
-                                 "in eval mode (use nn.Dropout modules, or F.dropout(..., training=self.training))")
-        for t in (1, 4, config.block_size - 1):
-            x2 = x.clone()
-            x2[:, t:] += torch.randn(2, config.block_size - t, C, generator=g)
-            if not torch.allclose(_forward(student, x2)[:, :t], y[:, :t], atol=1e-6):
-                raise AssertionError(f"changing the inputs at positions >= {t} changed the outputs at positions "
-                                     f"< {t}: a token must not see the future{explain(x)}")
-
-        for B, T in [(2, config.block_size), (3, 5), (1, 1)]:
-            x = torch.randn(B, T, C, generator=g)
-            got = _forward(student, x)
-            with torch.no_grad():
-                for name, want in (("labsupport.attention.CausalSelfAttention", ref(x)),
-                                   ("F.scaled_dot_product_attention(is_causal=True)", _sdpa(ref, x))):
-                    if not _close(got, want):
-                        what = f"on x of shape {(B, T, C)} in eval mode, compared with {name}"
-                        if got.shape != want.shape:
-                            raise AssertionError(f"{what}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}")
-                        diff = (got - want).abs().max().item()
-                        raise AssertionError(f"{what}: max abs difference {diff:.3g}{explain(x)}")
-
-        # dropout: with p = 1 in training mode, attention dropout zeroes every weight (output = proj's bias)
-        # and residual dropout zeroes the whole output
-        for attn_p, resid_p, expect, what in [
-            (1.0, 0.0, "bias", "attention dropout (nn.Dropout(config.attn_pdrop) on the attention weights)"),
-            (0.0, 1.0, "zeros", "residual dropout (nn.Dropout(config.resid_pdrop) after self.proj)"),
-        ]:
-            cfg = attention_config(attn_pdrop=attn_p, resid_pdrop=resid_p)
-            m = _build(attention_cls, cfg, CausalSelfAttention(cfg)).train()
-            y = _forward(m, torch.randn(2, config.block_size, C, generator=g))
-            target = m.proj.bias.detach().expand_as(y) if expect == "bias" else torch.zeros_like(y)
-            if not torch.allclose(y, target, atol=1e-6):
-                raise AssertionError(f"with attn_pdrop={attn_p}, resid_pdrop={resid_p} in training mode the output "
-                                     f"should be {'proj.bias at every position' if expect == 'bias' else 'all zeros'}"
-                                     f": is the {what} missing, or does it ignore model.train()?")
-    return ("matches labsupport's CausalSelfAttention and F.scaled_dot_product_attention(is_causal=True) "
-            "(max abs diff < 1e-5), is causal, and applies both dropouts in training mode only")
+        student = _build(attention_cls, CONFIG).eval()  # eval: both dropouts must be off
+        t.record("forward(x)", _forward(student, CAUSAL_X))
+        t.record("forward(x) again", _forward(student, CAUSAL_X))
+        for t_ in CAUSAL_TS:
+            t.record(f"forward(x changed at positions >= {t_})", _forward(student, CAUSAL_X2[t_]))
+        for x in SHAPE_XS:
+            t.record(f"forward(x) on x of shape {tuple(x.shape)} in eval mode", _forward(student, x))
+        for attn_p, resid_p, _expect, _what in DROPOUT_CASES:
+            m = _build(attention_cls, attention_config(attn_pdrop=attn_p, resid_pdrop=resid_p)).train()
+            t.record(f"training mode, attn_pdrop={attn_p}, resid_pdrop={resid_p}", _forward(m, DROPOUT_X))
 
 
 # ---------------------------------------------------------------------------------------------- 02.4
@@ -251,27 +296,43 @@ def _fake_attentions(g: torch.Generator, n_layers: int = 3, n_heads: int = 4, T:
     return tuple(torch.softmax(3 * torch.randn(1, n_heads, T, T, generator=g), dim=-1) for _ in range(n_layers))
 
 
-@exercise("02.4", title="most-attended token per head",
-          hint="a = attentions[layer] is (batch, heads, T, T); take batch item 0 and argmax over the last axis "
-               "(the keys): a[0].argmax(dim=-1) -> (heads, T) integer positions")
-def check_top_attended(student_fn: Callable) -> str:
-    g = torch.Generator().manual_seed(4)
-    for n_layers, n_heads, T, layer in [(3, 4, 6, 1), (3, 4, 6, -1), (2, 2, 5, 0)]:
-        attentions = _fake_attentions(g, n_layers, n_heads, T)
-        got = student_fn(tuple(a.clone() for a in attentions), layer)
-        got = _as_tensor(torch.as_tensor(got) if not isinstance(got, torch.Tensor) else got, "top_attended")
-        want = top_attended_reference(attentions, layer)
-        if got.is_floating_point():
-            raise AssertionError("top_attended must return integer key positions (an argmax), got float values")
-        if not torch.equal(got.long(), want):
+_g4 = torch.Generator().manual_seed(4)
+TOP_CASES = [(n_layers, n_heads, T, layer, _fake_attentions(_g4, n_layers, n_heads, T))
+             for n_layers, n_heads, T, layer in [(3, 4, 6, 1), (3, 4, 6, -1), (2, 2, 5, 0)]]
+
+
+def _top_label(n_layers: int, n_heads: int, T: int, layer: int) -> str:
+    return f"top_attended(attentions of {n_layers} layers x {n_heads} heads x {T} tokens, layer={layer})"
+
+
+def _judge_top(got: Records, want: Records) -> str:
+    for n_layers, n_heads, T, layer, attentions in TOP_CASES:
+        what = _top_label(n_layers, n_heads, T, layer)
+        g, w = got.get(what), want[what]
+        if g is None:
+            raise WrongAnswer(f"{what}: no result recorded")
+        g = torch.as_tensor(g)
+        if g.is_floating_point():
+            raise WrongAnswer("top_attended must return integer key positions (an argmax), got float values")
+        if g.shape != w.shape:
+            raise WrongAnswer(f"{what}: expected shape {tuple(w.shape)} = (heads, T), got {tuple(g.shape)}")
+        if not torch.equal(g.long(), w.long()):
             a = attentions[layer][0]
             mistakes = {"the argmax runs over the queries (dim=-2) instead of the keys": a.argmax(dim=-2),
                         "it ignores `layer` and always uses layer 0": attentions[0][0].argmax(dim=-1)}
-            what = f"top_attended(attentions of {n_layers} layers x {n_heads} heads x {T} tokens, layer={layer})"
-            if got.shape != want.shape:
-                raise AssertionError(f"{what}: expected shape {tuple(want.shape)} = (heads, T), "
-                                     f"got {tuple(got.shape)}")
-            wrong = next((f" (it looks like {n})" for n, w in mistakes.items() if torch.equal(got.long(), w)), "")
-            raise AssertionError(f"{what}: {(got.long() != want).sum().item()} of {want.numel()} positions "
-                                 f"differ from the argmax over keys{wrong}")
+            wrong = next((f" (it looks like {n})" for n, m in mistakes.items() if torch.equal(g.long(), m)), "")
+            raise WrongAnswer(f"{what}: {(g.long() != w.long()).sum().item()} of {w.numel()} positions "
+                              f"differ from the argmax over keys{wrong}")
     return "picks the most-attended key for every head and token"
+
+
+@exercise("02.4", title="most-attended token per head",
+          hint="a = attentions[layer] is (batch, heads, T, T); take batch item 0 and argmax over the last axis "
+               "(the keys): a[0].argmax(dim=-1) -> (heads, T) integer positions",
+          reference=["labsupport.checks.lab02:top_attended_reference"], judge=_judge_top)
+def drive_top_attended(t: Trace, top_attended: Callable) -> None:
+    for n_layers, n_heads, T, layer, attentions in TOP_CASES:
+        got = top_attended(tuple(a.clone() for a in attentions), layer)
+        if type(got) is not torch.Tensor:
+            got = torch.as_tensor(got)
+        t.record(_top_label(n_layers, n_heads, T, layer), got)

@@ -1,6 +1,7 @@
 """Self-checks for Lab 03 (a GPT on weather-HMM data). Each compares the student's function with the labsupport
 reference on fixed inputs drawn from the HMM: 03.1 `weather.make_xy`, 03.2 the backward-pass predictive of
-`hmm.bayes_predictive` (in proba order), 03.3 `hmm.per_position_accuracy`."""
+`hmm.bayes_predictive` (in proba order), 03.3 `hmm.per_position_accuracy`. Drivers record what the
+student's function returns; the judges compare it with the same calls on the references (labsupport/check.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable
 import torch
 
 from labsupport import hmm, weather
-from labsupport.check import exercise
+from labsupport.check import Records, Trace, WrongAnswer, compare, exercise
 
 PROBAS = {"FIXED_PROBA": weather.FIXED_PROBA, "random_proba(7)": weather.random_proba(7)}
 
@@ -27,62 +28,96 @@ def _tensor(got: object, what: str, shape: tuple[int, ...]) -> torch.Tensor:
     return got
 
 
+def _pair(got: object) -> object:
+    """A returned (x, y) as a tuple, whatever sequence type holds it (the tensors are checked exactly)."""
+    return tuple(got) if type(got) in (list, tuple) else got
+
+
 # ---------------------------------------------------------------------------------------------- 03.1
+
+XY_CASES = [_sequences(weather.FIXED_PROBA, T, 3, seed=T) for T in (1, 2, 6, 9)]
+
+
+def _judge_make_xy(got: Records, want: Records) -> str:
+    for label, w in want.items_:
+        g = got.get(label)
+        what, _, name = label.rpartition(": ")
+        if name == "inputs afterwards":
+            if g is None or not all(torch.equal(a, b) for a, b in zip(g, w, strict=True)):
+                raise WrongAnswer(f"{what} changed its inputs: build new tensors instead")
+            continue
+        if type(g) is not torch.Tensor:
+            raise WrongAnswer(f"{what}: {name} should be a torch.Tensor" if g is not None else f"{label}: no result")
+        if tuple(g.shape) != tuple(w.shape):
+            raise WrongAnswer(f"{what}: {name} has shape {tuple(g.shape)}, expected {tuple(w.shape)}")
+        if g.dtype != torch.long:
+            raise WrongAnswer(f"{what}: {name} has dtype {g.dtype}; ids and targets must be torch.long")
+        if not torch.equal(g, w):
+            raise WrongAnswer(f"{what}: {name} = {g.tolist()}, expected {w.tolist()}")
+    return "x is the sequence without its last token, y is shifted by one with T-1 masked targets (T = 1, 2, 6, 9)"
 
 
 @exercise("03.1", title="build (x, y) with masked observation targets",
           hint="tokens = cat(obs, states); x = tokens[:-1]; y = tokens[1:].clone(); y[:T-1] = -100 "
-               "(clone: y is a view of the same memory as x)")
-def check_make_xy(make_xy: Callable) -> str:
-    cases = [_sequences(weather.FIXED_PROBA, T, 3, seed=T) for T in (1, 2, 6, 9)]
-    for seqs in cases:
+               "(clone: y is a view of the same memory as x)",
+          reference=["labsupport.weather:make_xy"], judge=_judge_make_xy)
+def drive_make_xy(t: Trace, make_xy: Callable) -> None:
+    for seqs in XY_CASES:
         T = seqs.shape[1] // 2
         for seq in seqs:
             obs, states = seq[:T].clone(), seq[T:].clone()
-            want_x, want_y = weather.make_xy(seq[:T], seq[T:])
             what = f"make_xy(obs={obs.tolist()}, states={states.tolist()})"
             got = make_xy(obs, states)
-            if not (torch.equal(obs, seq[:T]) and torch.equal(states, seq[T:])):
-                raise AssertionError(f"make_xy(obs={seq[:T].tolist()}, states={seq[T:].tolist()}) changed its "
-                                     "inputs: build new tensors instead")
-            if not isinstance(got, tuple | list) or len(got) != 2:
+            if type(got) not in (tuple, list) or len(got) != 2:
                 raise AssertionError(f"{what} should return a pair (x, y), got {type(got).__name__}")
-            for name, g, want in (("x", got[0], want_x), ("y", got[1], want_y)):
-                g = _tensor(g, f"{what}: {name}", (2 * T - 1,))
-                if g.dtype != torch.long:
-                    raise AssertionError(f"{what}: {name} has dtype {g.dtype}; ids and targets must be torch.long")
-                if not torch.equal(g, want):
-                    raise AssertionError(f"{what}: {name} = {g.tolist()}, expected {want.tolist()}")
-    return "x is the sequence without its last token, y is shifted by one with T-1 masked targets (T = 1, 2, 6, 9)"
+            t.record(f"{what}: x", got[0])
+            t.record(f"{what}: y", got[1])
+            t.record(f"{what}: inputs afterwards", (obs, states))
 
 
 # ---------------------------------------------------------------------------------------------- 03.2
 
 
+def ref_bayes_predictive(obs: torch.Tensor, states: torch.Tensor, proba: dict) -> torch.Tensor:
+    """(T, 3) in proba order, one sequence (the exercise's contract), from labsupport.hmm's batched version."""
+    return hmm._predictive(obs[None], states[None], weather.validate_proba(proba))[0]
+
+
+PREDICTIVE_CASES = []
+for _name, _proba in PROBAS.items():
+    _p = weather.validate_proba(_proba)
+    for _T, _seed in ((1, 0), (2, 1), (6, 2), (8, 3)):
+        _obs, _st = weather._split_tokens(_sequences(_proba, _T, 4, _seed))
+        PREDICTIVE_CASES += [(_name, _p, _obs[i], _st[i]) for i in range(len(_obs))]
+
+
+def _judge_predictive(got: Records, want: Records) -> str:
+    for label, w in want.items_:
+        g = got.get(label)
+        if type(g) is not torch.Tensor:
+            raise WrongAnswer(f"{label} should return a torch.Tensor" if g is not None else f"{label}: no result")
+        if tuple(g.shape) != tuple(w.shape):
+            raise WrongAnswer(f"{label} has shape {tuple(g.shape)}, expected {tuple(w.shape)}")
+        g, T = g.double(), w.shape[0]
+        if not torch.allclose(g.sum(-1), torch.ones(T, dtype=torch.float64), atol=1e-5):
+            raise WrongAnswer(f"{label}: rows sum to {g.sum(-1).tolist()}; each row must be a distribution")
+        if not torch.allclose(g, w.double(), atol=1e-5):
+            t = int((g - w).abs().amax(-1).argmax())
+            raise WrongAnswer(f"{label}: row t={t} is {[round(v, 4) for v in g[t].tolist()]}, expected "
+                              f"{[round(v, 4) for v in w[t].tolist()]}")
+    return f"{len(want)} sequences (T = 1, 2, 6, 8; fixed and random tables) match labsupport.hmm to 1e-5"
+
+
 @exercise("03.2", title="Bayes-optimal predictive with a backward pass",
           hint="beta[T-1] = 1; beta[t] = A @ (B[:, obs[t+1]] * beta[t+1]); prior = pi at t=0, else A[states[t-1]]; "
-               "q[t] = prior * B[:, obs[t]] * beta[t], normalised to sum to 1")
-def check_bayes_predictive(bayes_predictive: Callable) -> str:
-    n = 0
-    for name, proba in PROBAS.items():
-        p = weather.validate_proba(proba)
-        for T, seed in ((1, 0), (2, 1), (6, 2), (8, 3)):
-            seqs = _sequences(proba, T, 4, seed)
-            obs, st = weather._split_tokens(seqs)  # (4, T) proba indices each
-            want = hmm._predictive(obs, st, p)  # (4, T, 3), proba order
-            for i in range(len(seqs)):
-                what = f"bayes_predictive(obs={obs[i].tolist()}, states={st[i].tolist()}, {name})"
-                tables = {k: v.clone() for k, v in p.items()}
-                got = _tensor(bayes_predictive(obs[i].clone(), st[i].clone(), tables), what, (T, 3))
-                got = got.detach().double()
-                if not torch.allclose(got.sum(-1), torch.ones(T, dtype=torch.float64), atol=1e-5):
-                    raise AssertionError(f"{what}: rows sum to {got.sum(-1).tolist()}; each row must be a distribution")
-                if not torch.allclose(got, want[i], atol=1e-5):
-                    t = int((got - want[i]).abs().amax(-1).argmax())
-                    raise AssertionError(f"{what}: row t={t} is {[round(v, 4) for v in got[t].tolist()]}, expected "
-                                         f"{[round(v, 4) for v in want[i, t].tolist()]}")
-                n += 1
-    return f"{n} sequences (T = 1, 2, 6, 8; fixed and random tables) match labsupport.hmm to 1e-5"
+               "q[t] = prior * B[:, obs[t]] * beta[t], normalised to sum to 1",
+          reference=["labsupport.checks.lab03:ref_bayes_predictive"], judge=_judge_predictive)
+def drive_bayes_predictive(t: Trace, bayes_predictive: Callable) -> None:
+    for name, p, obs, st in PREDICTIVE_CASES:
+        got = bayes_predictive(obs.clone(), st.clone(), {k: v.clone() for k, v in p.items()})
+        if type(got) is torch.Tensor:
+            got = got.detach()
+        t.record(f"bayes_predictive(obs={obs.tolist()}, states={st.tolist()}, {name})", got)
 
 
 # ---------------------------------------------------------------------------------------------- 03.3
@@ -106,18 +141,21 @@ def _logit_cases() -> list[tuple[torch.Tensor, torch.Tensor]]:
     return cases
 
 
+LOGIT_CASES = _logit_cases()
+
+
+def _judge_accuracy(got: Records, want: Records, **options: float) -> str:
+    compare(Records([(k, v.double() if type(v) is torch.Tensor else v) for k, v in got.items_]),
+            Records([(k, v.double()) for k, v in want.items_]), rtol=0.0, atol=1e-6)
+    return "per-position accuracies match labsupport.hmm on 4 batches (T = 6, 1, 3, 6)"
+
+
 @exercise("03.3", title="per-position accuracy at the supervised positions",
           hint="T = (L + 1) // 2; pred = logits[:, T-1:, 5:8].argmax(-1) + 5; "
-               "return (pred == y[:, T-1:]).float().mean(0), shape (T,)")
-def check_per_position_accuracy(per_position_accuracy: Callable) -> str:
-    for logits, y in _logit_cases():
-        B, L, _ = logits.shape
-        T = (L + 1) // 2
-        what = f"per_position_accuracy(logits {tuple(logits.shape)}, y {tuple(y.shape)})"
+               "return (pred == y[:, T-1:]).float().mean(0), shape (T,)",
+          reference=["labsupport.hmm:per_position_accuracy"], judge=_judge_accuracy)
+def drive_per_position_accuracy(t: Trace, per_position_accuracy: Callable) -> None:
+    for logits, y in LOGIT_CASES:
         got = per_position_accuracy(logits.clone(), y.clone())
-        got = torch.as_tensor(_tensor(got, what, (T,)), dtype=torch.float64)
-        want = hmm.per_position_accuracy(logits, y)
-        if not torch.allclose(got, want, atol=1e-6):
-            raise AssertionError(f"{what} = {[round(v, 4) for v in got.tolist()]}, expected "
-                                 f"{[round(v, 4) for v in want.tolist()]}")
-    return "per-position accuracies match labsupport.hmm on 4 batches (T = 6, 1, 3, 6)"
+        t.record(f"per_position_accuracy(logits {tuple(logits.shape)}, y {tuple(y.shape)})",
+                 got.detach() if type(got) is torch.Tensor else got)

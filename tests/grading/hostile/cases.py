@@ -62,7 +62,7 @@ def softmax(x, axis=-1):
 def count_pairs(tokens):
     wrote = []
     for path in ('@OUT@' + '/good.json', '@OUT@' + '/mallory.json', '@REPO@' + '/grading/__init__.py',
-                 '@HIDDEN@' + '/99_synthetic/test_hidden.py', '/tmp/labgrade-escape.txt'):
+                 '@HIDDEN@' + '/99_synthetic/test_hidden.py'):
         try:
             with open(path, 'a') as f:
                 f.write('{"score": 999}')
@@ -118,12 +118,12 @@ EXPECTED = {
     "network_call": (6, {"99.3/public": "unreachable", "99.3/short_inputs": "unreachable"}),
     "read_hidden_tests": (6, {"99.1/public": "LEAK", "99.1/large_logits": "LEAK"}),
     "write_results": (9, {}),
-    "monkeypatch_checker": (6, {"99.1/public": "monkeypatching", "99.1/large_logits": "monkeypatching"}),
+    "monkeypatch_checker": (6, {"99.1/public": "softmax(x, axis=-1)", "99.1/large_logits": "sum to 1"}),
     "exit_mid_run": (3, {"99.1/public": "sys.exit", "99.1/large_logits": "sys.exit",
                          "99.3/public": "os._exit", "99.3/short_inputs": "os._exit"}),
     "segfault": (6, {"99.3/public": "segmentation fault", "99.3/short_inputs": "segmentation fault"}),
     "deleted_cell": (6, {"99.1/public": "no cell defines `softmax`", "99.1/large_logits": "no cell defines"}),
-    "duplicated_cells": (7, {"99.3/public": "returned {}"}),
+    "duplicated_cells": (7, {"99.3/public": "got {}"}),
     "edited_locked_cells": (9, {}),
     "syntax_error": (6, {"99.2/public": "syntax error in cell 8", "99.2/single_query": "syntax error"}),
 }
