@@ -49,8 +49,8 @@ class MLP(nn.Module):
         return self.dropout(self.c_proj(self.act(self.c_fc(x))))  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
 
 
-class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+class BlockLayers(nn.Module):
+    """The layers of a transformer block; `Block` adds what they compute (Lab 04 writes its own forward)."""
 
     def __init__(self, config: CfgNode):
         super().__init__()
@@ -60,17 +60,20 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd)
         self.mlp = MLP(config)
 
+
+class Block(BlockLayers):
+    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))  # tokens exchange information
         x = x + self.mlp(self.ln_2(x))  # each token thinks on its own
         return x
 
 
-class GPT(nn.Module):
-    """Token + position embeddings -> n_layer blocks -> final LayerNorm -> linear head over the vocabulary.
-
-    Lab 04 re-implements `Block.forward` and `GPT.forward` in subclasses; `block_cls` is the class the
-    blocks are built from, so a subclass can swap in its own block.
+class GPTLayers(nn.Module):
+    """The GPT's modules, their initialisation, its optimizer and pretrained weights; `GPT` adds the forward
+    pass and generation. Lab 04 subclasses this (and `BlockLayers`) and writes the forward passes itself;
+    `block_cls` is the class the blocks are built from.
     """
 
     block_cls: type[nn.Module] = Block
@@ -129,86 +132,16 @@ class GPT(nn.Module):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 
-    # ------------------------------------------------------------------------------------------ forward
-
-    def forward_hidden(self, idx: torch.Tensor) -> torch.Tensor:
-        """Token ids (B, T) -> final hidden states (B, T, C), after the last LayerNorm.
-
-        Add your own head on top (e.g. a classifier). Attention is causal, so with right padding the
-        state at each sequence's last real token has not seen the padding.
-        """
-        if idx.dim() != 2:
-            raise ValueError(f"idx must be (B, T) token ids, got shape {tuple(idx.shape)}")
-        B, T = idx.size()
-        if T > self.block_size:
-            raise ValueError(f"sequence length {T} exceeds block_size {self.block_size}; crop the input")
-        pos = torch.arange(T, dtype=torch.long, device=idx.device)  # (T,)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
-        for block in self.transformer.h:
-            x = block(x)
-        return self.transformer.ln_f(x)
-
-    def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """idx: (B, T) -> (logits (B, T, vocab_size), loss or None).
-
-        targets: (B, T) next-token ids; positions whose target is IGNORE_INDEX (-100) are left out of
-        the mean cross-entropy (use it for padding or for prompt tokens you do not want to train on).
-        """
-        logits = self.lm_head(self.forward_hidden(idx))  # (B, T, vocab_size)
-        loss = None
-        if targets is not None:
-            if targets.shape != idx.shape:
-                raise ValueError(f"targets {tuple(targets.shape)} must have the same shape as idx {tuple(idx.shape)}")
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
-        return logits, loss
-
     # ------------------------------------------------------------------------------------------ training
 
     def configure_optimizers(self, train_config: CfgNode) -> torch.optim.AdamW:
         """AdamW where only Linear weights get weight decay (biases, LayerNorms and embeddings do not)."""
         return make_adamw(self, train_config)
 
-    # ------------------------------------------------------------------------------------------ generation
-
-    @torch.no_grad()
-    def generate(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        do_sample: bool = False,
-        top_k: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Extend idx (B, T) by max_new_tokens tokens -> (B, T + max_new_tokens).
-
-        Greedy (argmax) by default; with do_sample=True draws from softmax(logits / temperature),
-        restricted to the top_k most likely tokens when top_k is given. Runs with dropout off.
-        """
-        if do_sample and temperature <= 0:
-            raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
-        with eval_mode(self):
-            for _ in range(max_new_tokens):
-                idx_cond = idx[:, -self.block_size:]  # the model sees at most block_size tokens
-                logits, _ = self(idx_cond)
-                logits = logits[:, -1, :]  # (B, vocab_size): only the last position predicts the next token
-                if not do_sample:
-                    idx_next = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
-                else:
-                    logits = logits / temperature
-                    if top_k is not None:
-                        logits = top_k_filter(logits, top_k)  # only the top_k most likely tokens stay possible
-                    probs = F.softmax(logits, dim=-1)
-                    idx_next = torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
-                idx = torch.cat((idx, idx_next), dim=1)
-        return idx
-
     # ------------------------------------------------------------------------------------------ pretrained
 
     @classmethod
-    def from_pretrained(cls, name_or_dir: str | os.PathLike, **overrides) -> GPT:
+    def from_pretrained(cls, name_or_dir: str | os.PathLike, **overrides) -> GPTLayers:
         """A GPT with Hugging Face GPT-2 weights: "gpt2" (via labsupport.assets) or a saved model directory.
 
         `overrides` change non-architecture settings, e.g. attention_cls=MyAttention or attn_pdrop=0.0.
@@ -246,6 +179,80 @@ class GPT(nn.Module):
         return model
 
 
+class GPT(GPTLayers):
+    """Token + position embeddings -> n_layer blocks -> final LayerNorm -> linear head over the vocabulary."""
+
+    # ------------------------------------------------------------------------------------------ forward
+
+    def forward_hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, T) -> final hidden states (B, T, C), after the last LayerNorm.
+
+        Add your own head on top (e.g. a classifier). Attention is causal, so with right padding the
+        state at each sequence's last real token has not seen the padding.
+        """
+        if idx.dim() != 2:
+            raise ValueError(f"idx must be (B, T) token ids, got shape {tuple(idx.shape)}")
+        B, T = idx.size()
+        if T > self.block_size:
+            raise ValueError(f"sequence length {T} exceeds block_size {self.block_size}; crop the input")
+        pos = torch.arange(T, dtype=torch.long, device=idx.device)  # (T,)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        for block in self.transformer.h:
+            x = block(x)
+        return self.transformer.ln_f(x)
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx: (B, T) -> (logits (B, T, vocab_size), loss or None).
+
+        targets: (B, T) next-token ids; positions whose target is IGNORE_INDEX (-100) are left out of
+        the mean cross-entropy (use it for padding or for prompt tokens you do not want to train on).
+        """
+        logits = self.lm_head(self.forward_hidden(idx))  # (B, T, vocab_size)
+        loss = None
+        if targets is not None:
+            if targets.shape != idx.shape:
+                raise ValueError(f"targets {tuple(targets.shape)} must have the same shape as idx {tuple(idx.shape)}")
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+        return logits, loss
+
+    # ------------------------------------------------------------------------------------------ generation
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        do_sample: bool = False,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Extend idx (B, T) by max_new_tokens tokens -> (B, T + max_new_tokens).
+
+        Greedy (argmax) by default; with do_sample=True draws from softmax(logits / temperature),
+        restricted to the top_k most likely tokens when top_k is given. Runs with dropout off.
+        """
+        if do_sample and temperature <= 0:
+            raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
+        with eval_mode(self):
+            for _ in range(max_new_tokens):
+                idx_cond = idx[:, -self.block_size:]  # the model sees at most block_size tokens
+                logits, _ = self(idx_cond)
+                logits = logits[:, -1, :]  # (B, vocab_size): only the last position predicts the next token
+                if not do_sample:
+                    idx_next = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+                else:
+                    logits = logits / temperature
+                    if top_k is not None:
+                        logits = top_k_filter(logits, top_k)  # only the top_k most likely tokens stay possible
+                    probs = F.softmax(logits, dim=-1)
+                    idx_next = torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
+                idx = torch.cat((idx, idx_next), dim=1)
+        return idx
+
+
 def make_adamw(model: nn.Module, train_config: CfgNode) -> torch.optim.AdamW:
     """AdamW with two groups: Linear weights decay (train_config.weight_decay), all other parameters do not.
 
@@ -264,7 +271,7 @@ def make_adamw(model: nn.Module, train_config: CfgNode) -> torch.optim.AdamW:
 
 def _resolve_config(config: CfgNode) -> CfgNode:
     """Check the config and fill n_layer / n_head / n_embd from model_type; returns a filled-in copy."""
-    config = GPT.get_default_config().merge_from_dict(config.to_dict())
+    config = GPTLayers.get_default_config().merge_from_dict(config.to_dict())
     for key in ("vocab_size", "block_size"):
         if getattr(config, key, None) is None:
             raise ValueError(f"config.{key} must be set (got None)")

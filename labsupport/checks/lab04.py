@@ -13,12 +13,13 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Callable
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 
 from labsupport import gpt as lab_gpt
-from labsupport.check import exercise
+from labsupport.check import Records, Trace, WrongAnswer, compare, exercise
 from labsupport.config import CfgNode
 from labsupport.generate import apply_temperature, generate, sample_next, top_k_filter
 from labsupport.gpt import IGNORE_INDEX
@@ -129,7 +130,7 @@ def check_top_k(student_top_k_filter: Callable) -> str:
 
 def tiny_config(block_size: int = 8, vocab_size: int = 11, n_layer: int = 2) -> CfgNode:
     """A small lab GPT config with dropout off, so two models with the same weights compute the same thing."""
-    config = lab_gpt.GPT.get_default_config()
+    config = lab_gpt.GPTLayers.get_default_config()
     config.merge_from_dict(dict(model_type=None, n_layer=n_layer, n_head=2, n_embd=16, vocab_size=vocab_size,
                                 block_size=block_size, embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0))
     return config
@@ -143,10 +144,42 @@ def tiny_gpt(seed: int = 0, cls: type = lab_gpt.GPT, **kwargs) -> torch.nn.Modul
     return model.eval()
 
 
-def _logits_of(out: object, what: str) -> torch.Tensor:
+FORWARD_G = torch.Generator().manual_seed(4)
+BLOCK_X = torch.randn(3, 5, 16, generator=FORWARD_G)  # (B, T, C)
+IDX = torch.randint(0, 11, (4, 6), generator=FORWARD_G)  # T = 6 < block_size = 8
+TARGETS = torch.randint(0, 11, (4, 6), generator=FORWARD_G)
+TARGETS[0, :3] = IGNORE_INDEX  # e.g. prompt tokens or padding
+TARGETS[2, 4:] = IGNORE_INDEX
+CAUSAL_TS = (0, 2, 4)
+CHANGED = {t: IDX.clone().index_put_((torch.arange(4), torch.full((4,), t + 1)), (IDX[:, t + 1] + 1) % 11)
+           for t in CAUSAL_TS}  # token t+1 changed: outputs at positions <= t must not move
+
+
+def _build(cls: type, seed: int) -> torch.nn.Module:
+    """cls(tiny_config()) with seeded weights, quietly, in eval mode (dropout off)."""
+    with contextlib.redirect_stdout(io.StringIO()), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return cls(tiny_config()).eval()
+
+
+def _pair_out(out: object, what: str) -> tuple[object, object]:
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise AssertionError(f"{what} must return a pair (logits, loss), got {type(out).__name__}")
-    return out[0]
+    return out[0], out[1]
+
+
+def _judge_forward(got: Records, want: Records, rtol: float = 1e-5, atol: float = 1e-5, **_: object) -> str:
+    for label, w in want.items():
+        g = got.get(label)
+        if label.startswith("GPT.forward(idx, targets) loss") and isinstance(g, torch.Tensor) and g.dim() == 0 \
+                and isinstance(w, torch.Tensor):
+            counted = got.get("the same loss if -100 targets counted as token 0")
+            if counted is not None and torch.allclose(g, counted, atol=1e-4) and not torch.allclose(g, w, atol=1e-4):
+                raise WrongAnswer(f"{label}: expected {w.item():.5f}, got {g.item():.5f}: it looks like targets "
+                                  f"equal to -100 were counted; pass ignore_index")
+    message = compare(got, want, rtol=rtol, atol=atol)
+    return ("Block matches the reference block; GPT gives the reference logits (1e-5) and loss with ignored "
+            f"targets, and no position sees the future ({message})")
 
 
 @exercise("04.1", title="the GPT forward pass",
@@ -155,123 +188,64 @@ def _logits_of(out: object, what: str) -> torch.Tensor:
                "normalises once more and maps each position to vocabulary scores",
           hint2="self.ln_1 / self.attn / self.ln_2 / self.mlp in a block; self.transformer.wte, .wpe, .drop, .h, "
                 ".ln_f and self.lm_head in the model; torch.arange(T) for the positions; "
-                "F.cross_entropy(..., ignore_index=IGNORE_INDEX) on (B*T, V) logits")
-def check_gpt_forward(student_block: type, student_gpt: type) -> str:
-    for cls, name in ((student_block, "Block"), (student_gpt, "GPT")):
-        if not isinstance(cls, type):
-            raise AssertionError(f"pass your {name} class itself (labsupport.check('04.1', Block, GPT)), "
-                                 f"got {type(cls).__name__}")
-    if not issubclass(student_gpt, lab_gpt.GPT):
-        raise AssertionError("GPT must subclass labsupport.gpt.GPT (class GPT(gpt.GPT): ...)")
-    # the block on its own
-    ref_block = tiny_gpt().transformer.h[0]
-    block = student_block(tiny_config())
-    try:
-        block.load_state_dict(ref_block.state_dict())
-    except RuntimeError as err:
-        raise AssertionError(f"your Block's parameters differ from labsupport.gpt.Block's: {err}") from None
-    block.eval()
-    x = torch.randn(3, 5, 16, generator=torch.Generator().manual_seed(1))  # (B, T, C)
+                "F.cross_entropy(..., ignore_index=IGNORE_INDEX) on (B*T, V) logits",
+          reference=["labsupport.gpt:Block", "labsupport.gpt:GPT"], judge=_judge_forward)
+def drive_gpt_forward(t: Trace, Block: type, GPT: type) -> None:
+    for cls, name, base in ((Block, "Block", lab_gpt.BlockLayers), (GPT, "GPT", lab_gpt.GPTLayers)):
+        if not isinstance(cls, type) or not issubclass(cls, base):
+            raise WrongAnswer(f"pass your {name} class itself; it subclasses labsupport.gpt.{base.__name__} "
+                              f"(labsupport.check('04.1', Block, GPT))")
     with torch.no_grad():
-        got, want = block(x), ref_block(x)
-    if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-        raise AssertionError(f"Block.forward must return a tensor of shape {tuple(want.shape)} (B, T, C), "
-                             f"got {getattr(got, 'shape', type(got).__name__)}")
-    if not torch.allclose(got, want, atol=1e-5, rtol=1e-5):
-        raise AssertionError("Block.forward gives different outputs than the reference block with the same weights: "
-                             "LayerNorm goes *inside* each residual branch (x + attn(ln_1(x))), attention first, "
-                             "then the MLP on the updated x")
-    # the whole model; the student's class builds its blocks from its own block_cls
-    ref = tiny_gpt(seed=2)
-    model = tiny_gpt(seed=3, cls=student_gpt)
-    model.load_state_dict(ref.state_dict())
-    g = torch.Generator().manual_seed(4)
-    idx = torch.randint(0, 11, (4, 6), generator=g)  # T = 6 < block_size = 8
-    targets = torch.randint(0, 11, (4, 6), generator=g)
-    targets[0, :3] = IGNORE_INDEX  # e.g. prompt tokens or padding
-    targets[2, 4:] = IGNORE_INDEX
-    with torch.no_grad():
-        want_logits, want_loss = ref(idx, targets)
-        out = model(idx)
-        logits = _logits_of(out, "GPT.forward(idx)")
-        if out[1] is not None:
-            raise AssertionError("GPT.forward(idx) without targets must return (logits, None)")
-        if not isinstance(logits, torch.Tensor) or logits.shape != want_logits.shape:
-            raise AssertionError(f"logits must have shape (B, T, vocab_size) = {tuple(want_logits.shape)}, "
-                                 f"got {getattr(logits, 'shape', type(logits).__name__)}")
-        if not torch.allclose(logits, want_logits, atol=1e-5, rtol=1e-5):
-            raise AssertionError("with the reference weights your GPT gives different logits: token embedding + "
-                                 "position embedding (positions 0..T-1), dropout, every block in order, the final "
-                                 "LayerNorm, then lm_head")
-        out = model(idx, targets)
-        _logits_of(out, "GPT.forward(idx, targets)")
-        loss = out[1]
-        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-            raise AssertionError(f"the loss must be a scalar tensor, got {short_repr(loss)}")
-        if not torch.allclose(loss, want_loss, atol=1e-5, rtol=1e-5):
-            counted = F.cross_entropy(want_logits.flatten(0, 1), targets.clamp_min(0).flatten())
-            why = (" (it looks like targets equal to -100 were counted: pass ignore_index)"
-                   if torch.allclose(loss, counted, atol=1e-4) else "")
-            raise AssertionError(f"loss: expected {want_loss.item():.5f} (mean cross-entropy over the targets that "
-                                 f"are not {IGNORE_INDEX}), got {loss.item():.5f}{why}")
-        # causality: changing token t+1 must not change any output at positions <= t
-        for t in (0, 2, 4):
-            changed = idx.clone()
-            changed[:, t + 1] = (changed[:, t + 1] + 1) % 11
-            other = _logits_of(model(changed), "GPT.forward")
-            if not torch.allclose(other[:, : t + 1], logits[:, : t + 1], atol=1e-6):
-                raise AssertionError(f"changing the token at position {t + 1} changed your outputs at positions "
-                                     f"<= {t}: the model must be causal (each position sees only itself and earlier)")
-    return ("Block matches the reference block; GPT gives the reference logits (1e-5) and loss with ignored "
-            "targets, and no position sees the future")
-
-
-def short_repr(x: object) -> str:
-    s = repr(x)
-    return s if len(s) < 80 else s[:77] + "..."
+        t.record("Block.forward(x) on x of shape (3, 5, 16)", _build(Block, 0)(BLOCK_X.clone()))
+        model = _build(GPT, 1)  # its blocks come from its block_cls
+        logits, loss = _pair_out(model(IDX.clone()), "GPT.forward(idx)")
+        t.record("GPT.forward(idx) logits", logits)
+        t.record("GPT.forward(idx) without targets returns loss None", loss is None)
+        logits2, loss2 = _pair_out(model(IDX.clone(), TARGETS.clone()), "GPT.forward(idx, targets)")
+        t.record("GPT.forward(idx, targets) loss (targets -100 ignored)", loss2)
+        if isinstance(logits2, torch.Tensor) and logits2.shape == (4, 6, 11):
+            t.record("the same loss if -100 targets counted as token 0",
+                     F.cross_entropy(logits2.flatten(0, 1), TARGETS.clamp_min(0).flatten()))
+        for t_ in CAUSAL_TS:
+            out, _ = _pair_out(model(CHANGED[t_].clone()), "GPT.forward(idx)")
+            t.record(f"logits at positions <= {t_} after changing the token at position {t_ + 1}",
+                     out[:, : t_ + 1] if isinstance(out, torch.Tensor) else out)
 
 
 # ---------------------------------------------------------------------------------------------- 04.4 generation
 
 
-def _as_pair(out: object) -> tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(out, (tuple, list)) or len(out) != 2:
-        raise AssertionError(f"generate must return a pair (ids, probs), got {type(out).__name__}")
-    ids, probs = out
-    if not isinstance(ids, torch.Tensor) or not isinstance(probs, torch.Tensor):
-        raise AssertionError("generate must return two tensors: ids (B, T + S) and probs (B, S)")
-    return ids, probs
+def reference_generate(model: torch.nn.Module, ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                       top_k: int | None = None, greedy: bool = False, eos_id: int | None = None,
+                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exercise 04.4's contract on top of `labsupport.generate.generate` (the graded reference)."""
+    seed = None if generator is None else generator.initial_seed()
+    out, details = generate(model, ids, max_new_tokens, temperature=0 if greedy else temperature, top_k=top_k,
+                            seed=seed, eos_id=eos_id, return_details=True)
+    return out, details.token_probs
 
 
-def _compare_generation(student_generate: Callable, model: torch.nn.Module, prompt: torch.Tensor, n: int,
-                        what: str, *, temperature: float = 1.0, top_k: int | None = None, greedy: bool = False,
-                        eos_id: int | None = None, seed: int = 0) -> None:
-    before = prompt.clone()
-    ids, probs = _as_pair(student_generate(model, prompt.clone(), n, temperature=temperature, top_k=top_k,
-                                           greedy=greedy, eos_id=eos_id, generator=torch.Generator().manual_seed(seed)))
-    want, details = generate(model, prompt, n, temperature=0 if greedy else temperature, top_k=top_k, seed=seed,
-                             eos_id=eos_id, return_details=True)
-    if not torch.equal(prompt, before):
-        raise AssertionError(f"{what}: generate changed the prompt tensor in place")
-    if ids.shape != want.shape:
-        raise AssertionError(f"{what}: expected ids of shape {tuple(want.shape)} (prompt + new tokens"
-                             f"{', stopping once every row has produced eos' if eos_id is not None else ''}), "
-                             f"got {tuple(ids.shape)}")
-    if not torch.equal(ids[:, : prompt.size(1)], prompt):
-        raise AssertionError(f"{what}: the returned ids must start with the prompt")
-    if not torch.equal(ids, want):
-        row, col = (ids != want).nonzero()[0].tolist()
-        raise AssertionError(f"{what}: row {row}, new token {col - prompt.size(1)}: expected id {int(want[row, col])}, "
-                             f"got {int(ids[row, col])}")
-    ref_p = details.token_probs
-    if probs.shape != ref_p.shape:
-        raise AssertionError(f"{what}: probs must have shape (B, S) = {tuple(ref_p.shape)}, one per new token, "
-                             f"got {tuple(probs.shape)}")
-    real = ~torch.isnan(ref_p)  # steps after a row's eos are padding: any value is fine
-    if not torch.allclose(probs[real].float(), ref_p[real], atol=1e-5, rtol=1e-4):
-        raise AssertionError(f"{what}: the probability of each chosen token is softmax(logits) at temperature 1, "
-                             f"before top-k (the model's own belief); expected {ref_p[real][:4].tolist()}..., "
-                             f"got {probs[real][:4].tolist()}...")
+@lru_cache(maxsize=1)
+def _generation_inputs() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, int]:
+    """A tiny GPT with block_size 6, a short and a too-long prompt, and an eos id the greedy run produces."""
+    model = tiny_gpt(seed=5, block_size=6, vocab_size=13)
+    g = torch.Generator().manual_seed(6)
+    short_prompt = torch.randint(0, 13, (2, 3), generator=g)
+    long_prompt = torch.randint(0, 13, (3, 9), generator=g)  # longer than block_size = 6: must be cropped
+    eos = int(generate(model, short_prompt, 10, temperature=0)[0, short_prompt.size(1) + 2])
+    return model, short_prompt, long_prompt, eos
+
+
+def _generation_cases() -> list[tuple[str, torch.Tensor, int, dict]]:
+    model, short_prompt, long_prompt, eos = _generation_inputs()
+    cases = [("greedy, 10 new tokens", short_prompt, 10, dict(greedy=True)),
+             ("greedy, a prompt longer than the block size", long_prompt, 4, dict(greedy=True))]
+    cases += [(f"sampling at temperature {t}, top_k={k}, seed 7", long_prompt, 8, dict(temperature=t, top_k=k))
+              for t, k in ((1.0, None), (0.7, 4), (1.5, 2))]
+    cases += [(f"greedy with eos_id={eos}", short_prompt, 10, dict(greedy=True, eos_id=eos)),
+              (f"sampling at temperature 1.2 with eos_id={eos}, seed 7", long_prompt, 12,
+               dict(temperature=1.2, eos_id=eos))]
+    return cases
 
 
 @exercise("04.4", title="the generation loop",
@@ -279,54 +253,45 @@ def _compare_generation(student_generate: Callable, model: torch.nn.Module, prom
                "position, turn them into a distribution (your temperature and top-k), choose a token, append it; "
                "a row that produced eos keeps getting eos, and the loop ends when every row has",
           hint2="block_size(model) from labsupport.generate; model(context)[0][:, -1, :]; F.softmax; argmax or "
-                "torch.multinomial(probs, 1, generator=generator); probs.gather(1, ...); torch.cat(..., dim=1)")
-def check_generate(student_generate: Callable) -> str:
-    model = tiny_gpt(seed=5, block_size=6, vocab_size=13)
-    g = torch.Generator().manual_seed(6)
-    short_prompt = torch.randint(0, 13, (2, 3), generator=g)
-    long_prompt = torch.randint(0, 13, (3, 9), generator=g)  # longer than block_size = 6: must be cropped
-    _compare_generation(student_generate, model, short_prompt, 10, "greedy, 10 new tokens", greedy=True)
-    _compare_generation(student_generate, model, long_prompt, 4, "greedy, a prompt longer than the block size",
-                        greedy=True)
-    for t, k in ((1.0, None), (0.7, 4), (1.5, 2)):
-        _compare_generation(student_generate, model, long_prompt, 8, f"sampling at temperature {t}, top_k={k}",
-                            temperature=t, top_k=k, seed=7)
-    # eos: take a token the greedy run produces in row 0 and make it the end of sequence
-    first = generate(model, short_prompt, 10, temperature=0)
-    eos = int(first[0, short_prompt.size(1) + 2])
-    _compare_generation(student_generate, model, short_prompt, 10, f"greedy with eos_id={eos}", greedy=True,
-                        eos_id=eos)
-    _compare_generation(student_generate, model, long_prompt, 12, f"sampling with eos_id={eos}", temperature=1.2,
-                        eos_id=eos, seed=8)
-    return ("same ids and chosen-token probabilities as labsupport.generate.generate: greedy, sampled (temperature, "
-            "top-k), cropped to the block size, stopping at eos")
+                "torch.multinomial(probs, 1, generator=generator); probs.gather(1, ...); torch.cat(..., dim=1)",
+          reference=["labsupport.checks.lab04:reference_generate"], options={"atol": 1e-5, "rtol": 1e-4})
+def drive_generate(t: Trace, generate: Callable) -> None:
+    model, *_ = _generation_inputs()
+    for what, prompt, n, kwargs in _generation_cases():
+        kwargs = dict(temperature=1.0, top_k=None, greedy=False, eos_id=None) | kwargs
+        out = generate(model, prompt.clone(), n, generator=torch.Generator().manual_seed(7), **kwargs)
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise WrongAnswer(f"{what}: generate must return a pair (ids, probs), got {type(out).__name__}")
+        ids, probs = out
+        t.record(f"{what}: ids (prompt + new tokens)", ids)
+        if isinstance(ids, torch.Tensor) and isinstance(probs, torch.Tensor) and kwargs["eos_id"] is not None \
+                and probs.dim() == 2 and ids.dim() == 2 and probs.size(1) == ids.size(1) - prompt.size(1):
+            new = ids[:, prompt.size(1):]
+            after = (new == kwargs["eos_id"]).long().cumsum(dim=1) - (new == kwargs["eos_id"]).long() > 0
+            probs = probs.float().masked_fill(after, 0.0)  # steps after a row's eos: any value is fine
+        t.record(f"{what}: probability of each chosen token (softmax of the raw logits)", probs)
 
 
 # ---------------------------------------------------------------------------------------------- 04.5 candidates
 
 
+CANDIDATE_G = torch.Generator().manual_seed(9)
+CANDIDATE_CASES = [(k, scale * torch.randn(steps, vocab, generator=CANDIDATE_G))
+                   for steps, vocab, k, scale in ((5, 30, 6, 3.0), (1, 8, 3, 1.0), (4, 6, 6, 5.0))]
+
+
 @exercise("04.5", title="top-k candidate table",
           hint="each step's scores become a probability distribution; the table lists the k most likely tokens, most "
                "likely first, with their probabilities and the running total of those probabilities",
-          hint2="F.softmax(step_logits, dim=-1), then .topk(k, dim=-1) (values and indices) and .cumsum(dim=-1)")
-def check_top_candidates(student_top_candidates: Callable) -> str:
-    g = torch.Generator().manual_seed(9)
-    for steps, vocab, k, scale in ((5, 30, 6, 3.0), (1, 8, 3, 1.0), (4, 6, 6, 5.0)):
-        logits = scale * torch.randn(steps, vocab, generator=g)
-        out = student_top_candidates(logits.clone(), k=k)
+          hint2="F.softmax(step_logits, dim=-1), then .topk(k, dim=-1) (values and indices) and .cumsum(dim=-1)",
+          reference=["labsupport.generate:top_candidates"])
+def drive_top_candidates(t: Trace, top_candidates: Callable) -> None:
+    for k, logits in CANDIDATE_CASES:
+        out = top_candidates(logits.clone(), k=k)
         if not isinstance(out, (tuple, list)) or len(out) != 3:
-            raise AssertionError("top_candidates must return three tensors: (ids, probs, cumulative), each (S, k)")
-        ids, probs, cum = (torch.as_tensor(t) for t in out)
-        top = F.softmax(logits, dim=-1).topk(k, dim=-1)
-        for name, got, want in (("ids", ids, top.indices), ("probs", probs, top.values),
-                                ("cumulative", cum, top.values.cumsum(-1))):
-            if got.shape != want.shape:
-                raise AssertionError(f"{name} must have shape (S, k) = {tuple(want.shape)}, got {tuple(got.shape)}")
-            if name == "ids" and not torch.equal(got.long(), want):
-                raise AssertionError(f"ids for {steps} steps, k={k}: expected {want[0].tolist()} in the first step "
-                                     f"(most likely first), got {got[0].tolist()}")
-            if name != "ids" and not torch.allclose(got.float(), want, atol=1e-5):
-                raise AssertionError(f"{name} for {steps} steps, k={k}: expected {want[0].tolist()} in the first "
-                                     f"step, got {got[0].tolist()} (probabilities of the whole vocabulary, "
-                                     f"not renormalised over the k)")
-    return "ids, probabilities and cumulative probabilities match softmax + topk + cumsum"
+            raise WrongAnswer("top_candidates must return three tensors: (ids, probs, cumulative), each (S, k)")
+        what = f"top_candidates(logits of shape {tuple(logits.shape)}, k={k})"
+        ids, probs, cum = out
+        t.record(f"{what}: ids, most likely first", ids.long() if isinstance(ids, torch.Tensor) else ids)
+        t.record(f"{what}: probabilities over the whole vocabulary", probs)
+        t.record(f"{what}: cumulative probabilities", cum)
