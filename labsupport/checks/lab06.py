@@ -14,9 +14,10 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
 from labsupport import lstm
-from labsupport.check import exercise
+from labsupport.check import Trace, WrongAnswer, exercise
 from labsupport.config import CfgNode
 from labsupport.lstm import lm_loss
 from labsupport.textdata import IGNORE_INDEX, PAD_ID, lm_collate_fn
@@ -45,13 +46,38 @@ def _chunks(sequences: list[list[int]], seq_len: int) -> list[tuple[list[int], l
     return out
 
 
-def _pair(item: object, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+class ReferenceDataset(Dataset):
+    """Exercise 06.1's dataset, solved (the graded reference)."""
+
+    def __init__(self, sequences, seq_len: int):
+        self.sequences = [torch.as_tensor(s, dtype=torch.long) for s in sequences]
+        self.seq_len = seq_len
+        self.chunks = [(i, start) for i, s in enumerate(self.sequences) for start in range(0, len(s) - 1, seq_len)]
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s, start = self.chunks[i]
+        chunk = self.sequences[s][start: start + self.seq_len + 1]
+        return chunk[:-1], chunk[1:]
+
+
+def reference_collate(batch: list, pad_id: int = PAD_ID) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exercise 06.1's collate function, solved (the graded reference)."""
+    return lm_collate_fn(pad_id=pad_id, ignore_index=IGNORE_INDEX)(batch)
+
+
+_g2 = _gen(2)
+PIPELINE_SEQS = [torch.randint(4, 30, (n,), generator=_g2).tolist() for n in (2, 5, 9, 17, 3, 12)]
+PIPELINE_LOGITS = torch.randn(4, 8, 30, generator=_g2)
+RAGGED = [(list(x), list(y)) for x, y in _chunks(PIPELINE_SEQS, 8)]
+
+
+def _as_pair(item: object, what: str) -> tuple[object, object]:
     if not isinstance(item, tuple | list) or len(item) != 2:
-        raise AssertionError(f"{what} must be a pair (x, y), got {type(item).__name__}")
-    x, y = item
-    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or x.dtype != torch.long:
-        raise AssertionError(f"{what}: x and y must be LongTensors, got {type(x).__name__} {getattr(x, 'dtype', '')}")
-    return x, y
+        raise WrongAnswer(f"{what} must be a pair (x, y), got {type(item).__name__}")
+    return item[0], item[1]
 
 
 @exercise("06.1", title="the language-modelling data pipeline",
@@ -59,54 +85,28 @@ def _pair(item: object, what: str) -> tuple[torch.Tensor, torch.Tensor]:
                "its first; a batch is as wide as its longest input, shorter rows are filled at the end (inputs with "
                "<pad>, targets with the value the loss skips)",
           hint2="self.chunks[i] gives (sequence index, start); slice start : start + seq_len + 1; in the collate, "
-                "torch.full((B, T), value) and assign each row's prefix; IGNORE_INDEX is -100")
-def check_data_pipeline(dataset_cls: type, collate: Callable) -> str:
-    g = _gen(2)
-    seqs = [torch.randint(4, 30, (n,), generator=g).tolist() for n in (2, 5, 9, 17, 3, 12)]
+                "torch.full((B, T), value) and assign each row's prefix; IGNORE_INDEX is -100",
+          reference=["labsupport.checks.lab06:ReferenceDataset", "labsupport.checks.lab06:reference_collate"])
+def drive_data_pipeline(t: Trace, LanguageModelingDataset: type, lm_collate_fn: Callable) -> None:
     for seq_len in (4, 8, 16):
-        ds = dataset_cls(seqs, seq_len)
-        want = _chunks(seqs, seq_len)
-        if len(ds) != len(want):
-            raise AssertionError(f"seq_len={seq_len}: expected {len(want)} items, got {len(ds)} "
-                                 f"(did you change __init__?)")
-        for i, (wx, wy) in enumerate(want):
-            x, y = _pair(ds[i], f"dataset[{i}]")
-            if x.tolist() != wx or y.tolist() != wy:
-                raise AssertionError(f"seq_len={seq_len}, item {i}: expected x={wx}, y={wy}, got x={x.tolist()}, "
-                                     f"y={y.tolist()} (y is x shifted by one; chunks hold seq_len + 1 tokens)")
-    # ragged batches
-    ref_collate = lm_collate_fn(pad_id=PAD_ID, ignore_index=IGNORE_INDEX)
-    items = [(torch.tensor(x), torch.tensor(y)) for x, y in _chunks(seqs, 8)]
-    for batch in (items[:3], items[2:7], items[5:6], items[::-1]):
-        X, Y = _pair(collate([(x.clone(), y.clone()) for x, y in batch]), "lm_collate_fn(batch)")
-        WX, WY = ref_collate(batch)
-        for name, got, ref in (("X", X, WX), ("Y", Y, WY)):
-            if got.shape != ref.shape:
-                raise AssertionError(f"{name} for inputs of lengths {[len(x) for x, _ in batch]}: expected shape "
-                                     f"{tuple(ref.shape)} (B, longest), got {tuple(got.shape)}")
-            if not torch.equal(got, ref):
-                row = int((got != ref).any(dim=1).nonzero()[0])
-                fill = f"<pad> ({PAD_ID})" if name == "X" else f"IGNORE_INDEX ({IGNORE_INDEX})"
-                raise AssertionError(f"{name} row {row}: expected {ref[row].tolist()}, got {got[row].tolist()} "
-                                     f"(right-pad {name} with {fill})")
-    # the padded batch's loss equals the loss over the unpadded targets
-    X, Y = collate(items[:4])
-    logits = torch.randn(*X.shape, 30, generator=g)
-    loss = F.cross_entropy(logits.flatten(0, 1), Y.flatten(), ignore_index=IGNORE_INDEX)
-    per_row = torch.cat([F.cross_entropy(logits[b, : len(y)], y, reduction="none")
-                         for b, (_, y) in enumerate(items[:4])])
-    _close(loss, per_row.mean().item(), "the loss of a padded batch (pads must be ignored)")
-    return (f"{len(_chunks(seqs, 4)) + len(_chunks(seqs, 8)) + len(_chunks(seqs, 16))} chunks and 4 ragged batches "
-            "match; the padded batch's loss equals the unpadded one")
+        ds = LanguageModelingDataset([list(s) for s in PIPELINE_SEQS], seq_len)
+        t.record(f"len(dataset) with seq_len={seq_len} (6 sequences of lengths 2, 5, 9, 17, 3, 12)", len(ds))
+        for i in range(min(len(ds), 30)):
+            x, y = _as_pair(ds[i], f"dataset[{i}]")
+            t.record(f"seq_len={seq_len}: dataset[{i}] = (x, y), y shifted by one", (x, y))
+    items = [(torch.tensor(x), torch.tensor(y)) for x, y in RAGGED]
+    for name, batch in (("items 0-2", items[:3]), ("items 2-6", items[2:7]), ("item 5 alone", items[5:6]),
+                        ("all items, reversed", items[::-1])):
+        X, Y = _as_pair(lm_collate_fn([(x.clone(), y.clone()) for x, y in batch]), "lm_collate_fn(batch)")
+        t.record(f"lm_collate_fn({name}): X, inputs right-padded with <pad> ({PAD_ID})", X)
+        t.record(f"lm_collate_fn({name}): Y, targets right-padded with IGNORE_INDEX ({IGNORE_INDEX})", Y)
+    X, Y = lm_collate_fn([(x.clone(), y.clone()) for x, y in items[:4]])
+    if isinstance(Y, torch.Tensor) and Y.shape == PIPELINE_LOGITS.shape[:2]:
+        t.record("the cross-entropy of a padded batch (must equal the unpadded one)",
+                 F.cross_entropy(PIPELINE_LOGITS.flatten(0, 1), Y.flatten(), ignore_index=IGNORE_INDEX))
 
 
 # ---------------------------------------------------------------------------------------------- 06.2
-
-
-def _config(vocab_size: int = 23, embed_dim: int = 8, hidden_size: int = 12) -> CfgNode:
-    config = lstm.LSTMLanguageModel.get_default_config()
-    config.merge_from_dict(dict(vocab_size=vocab_size, embed_dim=embed_dim, hidden_size=hidden_size))
-    return config
 
 
 def markov_sequences(n: int, vocab_size: int, seed: int) -> list[list[int]]:
@@ -126,73 +126,66 @@ def markov_sequences(n: int, vocab_size: int, seed: int) -> list[list[int]]:
     return out
 
 
+LSTM_CONFIG = dict(vocab_size=23, embed_dim=8, hidden_size=12, num_layers=1, dropout=0.0, pad_id=PAD_ID)
+_g3 = _gen(3)
+LSTM_IDX = torch.randint(0, 23, (3, 7), generator=_g3)
+LSTM_IDX[1, 4:] = PAD_ID
+LSTM_TARGETS = torch.randint(4, 23, (3, 7), generator=_g3)
+LSTM_TARGETS[1, 3:] = PAD_ID
+LSTM_TARGETS[2, 5:] = IGNORE_INDEX
+MARKOV_TRAIN, MARKOV_TEST = markov_sequences(96, 23, seed=4), markov_sequences(32, 23, seed=5)
+
+
+def _set_weights(model: torch.nn.Module) -> None:
+    """Deterministic weights by parameter name, so the student's and the reference model agree whatever order
+    their layers were created in; the <pad> row stays zero."""
+    g = _gen(7)
+    with torch.no_grad():
+        for _, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+            p.copy_(0.3 * torch.randn(p.shape, generator=g))
+        emb = getattr(model, "embedding", None)
+        if isinstance(emb, torch.nn.Embedding):
+            emb.weight[PAD_ID] = 0.0
+
+
 @exercise("06.2", title="the LSTM language model",
           hint="three layers in a row: a lookup table of word vectors whose <pad> row stays zero, a recurrent layer "
                "that reads the sequence left to right with the batch dimension first, and a linear map from each "
                "hidden state to one score per word",
           hint2="nn.Embedding(..., padding_idx=...), nn.LSTM(..., batch_first=True) (it returns (output, (h, c))), "
-                "nn.Linear; names embedding, lstm, head; lstm.lm_loss for the loss")
-def check_lstm_model(model_cls: type) -> str:
-    if not isinstance(model_cls, type):
-        raise AssertionError(f"pass the class itself (labsupport.check('06.2', LSTMLanguageModel)), got "
-                             f"{type(model_cls).__name__}")
-    config = _config()
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        ref = lstm.LSTMLanguageModel(config).eval()
-        model = model_cls(config).eval()
-    n_ref, n_got = ref.num_parameters(), sum(p.numel() for p in model.parameters())
-    if n_got != n_ref:
-        raise AssertionError(f"the reference configuration (V=23, embedding 8, hidden 12, one layer) has {n_ref:,} "
-                             f"parameters, yours {n_got:,}")
-    try:
-        model.load_state_dict(ref.state_dict())
-    except RuntimeError as err:
-        raise AssertionError(f"name the layers embedding, lstm and head: {str(err)[:200]}") from None
+                "nn.Linear; names embedding, lstm, head; lstm.lm_loss for the loss",
+          reference=["labsupport.lstm:LSTMLanguageModel"], options={"atol": 1e-5, "rtol": 1e-5})
+def drive_lstm_model(t: Trace, LSTMLanguageModel: type) -> None:
+    if not isinstance(LSTMLanguageModel, type):
+        raise WrongAnswer("pass the class itself (labsupport.check('06.2', LSTMLanguageModel))")
+    model = LSTMLanguageModel(CfgNode(**LSTM_CONFIG)).eval()
+    t.record("parameter names and shapes (V=23, embedding 8, hidden 12, one layer)",
+             sorted((n, list(p.shape)) for n, p in model.named_parameters()))
     emb = getattr(model, "embedding", None)
-    if not isinstance(emb, torch.nn.Embedding) or emb.padding_idx != config.pad_id:
-        raise AssertionError(f"the embedding needs padding_idx=config.pad_id ({config.pad_id}): the <pad> vector "
-                             f"stays zero and never learns")
-    g = _gen(3)
-    idx = torch.randint(0, 23, (3, 7), generator=g)
-    idx[1, 4:] = PAD_ID
-    targets = torch.randint(4, 23, (3, 7), generator=g)
-    targets[1, 3:] = PAD_ID
-    targets[2, 5:] = IGNORE_INDEX
+    t.record("embedding.padding_idx", emb.padding_idx if isinstance(emb, torch.nn.Embedding) else None)
+    _set_weights(model)
     with torch.no_grad():
-        want_logits, want_loss = ref(idx, targets)
-        out = model(idx)
-        if not isinstance(out, tuple | list) or len(out) != 2 or out[1] is not None:
-            raise AssertionError("forward(idx) must return (logits, None); forward(idx, targets) (logits, loss)")
-        logits = out[0]
-        if logits.shape != want_logits.shape:
-            raise AssertionError(f"logits must be (B, T, V) = {tuple(want_logits.shape)}, got {tuple(logits.shape)}")
-        if not torch.allclose(logits, want_logits, atol=1e-5, rtol=1e-5):
-            raise AssertionError("with the reference weights your logits differ: embedding -> LSTM (batch_first, "
-                                 "so it runs along T, not along the batch) -> head on every position")
-        loss = model(idx, targets)[1]
-    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-        raise AssertionError("forward(idx, targets) must return a scalar loss")
-    _close(loss, want_loss.item(), "the loss (targets equal to <pad> or -100 must not count)")
-    # training: the <pad> row stays zero, and the model beats the unigram baseline
-    train, test = markov_sequences(96, 23, seed=4), markov_sequences(32, 23, seed=5)
-    with torch.random.fork_rng():
+        out = model(LSTM_IDX.clone())
+        logits, loss = _as_pair(out, "forward(idx)")
+        t.record("forward(idx) logits, shape (B, T, V)", logits)
+        t.record("forward(idx) without targets returns loss None", loss is None)
+        t.record("forward(idx, targets) loss (targets equal to <pad> or -100 ignored)",
+                 _as_pair(model(LSTM_IDX.clone(), LSTM_TARGETS.clone()), "forward(idx, targets)")[1])
+    # trained for real: the <pad> row stays zero and the model beats the unigram baseline
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1)
-        model = model_cls(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-2)
-    loader = lstm.make_loader(train, 16, seed=0)
-    for epoch in range(6):
-        loader.batch_sampler.set_epoch(epoch)
-        lstm.train_epoch(model, loader, optimizer, progress=False)
-    if model.embedding.weight[config.pad_id].abs().max() > 0:
-        raise AssertionError("after training the <pad> embedding is no longer zero: use padding_idx")
-    ppl = lstm.evaluate(model, lstm.make_loader(test, 16, shuffle=False, bucket=False))["perplexity"]
-    unigram = lstm.unigram_perplexity(train, test, 23)
-    if not ppl < 0.6 * unigram:
-        raise AssertionError(f"trained for 6 epochs on a tiny corpus, your model reaches perplexity {ppl:.1f}; the "
-                             f"unigram baseline is {unigram:.1f} and the reference gets well below it")
-    return (f"{n_got:,} parameters like the reference; same logits and loss; <pad> stays zero; trained: perplexity "
-            f"{ppl:.1f} vs unigram {unigram:.1f}")
+        model = LSTMLanguageModel(CfgNode(**LSTM_CONFIG))
+        optimizer = torch.optim.Adam(model.parameters(), lr=2e-2)
+        loader = lstm.make_loader(MARKOV_TRAIN, 16, seed=0)
+        for epoch in range(6):
+            loader.batch_sampler.set_epoch(epoch)
+            lstm.train_epoch(model, loader, optimizer, progress=False)
+    t.record("after 6 epochs of training the <pad> embedding is still zero",
+             bool(model.embedding.weight[PAD_ID].abs().max() == 0))
+    ppl = lstm.evaluate(model, lstm.make_loader(MARKOV_TEST, 16, shuffle=False, bucket=False))["perplexity"]
+    unigram = lstm.unigram_perplexity(MARKOV_TRAIN, MARKOV_TEST, 23)
+    t.record(f"trained on a tiny corpus, test perplexity below 0.6 x the unigram baseline ({unigram:.1f})",
+             bool(ppl < 0.6 * unigram))
 
 
 # ---------------------------------------------------------------------------------------------- 06.3

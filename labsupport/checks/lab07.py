@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from labsupport import classify
-from labsupport.check import exercise
+from labsupport.check import Records, Trace, WrongAnswer, compare, exercise
 
 WORDS = "a the film story is was great dull fine never not good bad at all , . ! it".split()
 SENTENCES = ["a great film .", "dull", "the story is not good at all , not at all !", "it is fine", "bad"]
@@ -128,53 +128,62 @@ def check_last_token_index(last_token_index: Callable) -> str:
     return "right-, left- and unpadded batches give the right positions"
 
 
+CLF_PAD = 1
+CLF_IDS = torch.tensor([[4, 5, 6, 7, CLF_PAD, CLF_PAD, CLF_PAD], [8, 9, CLF_PAD, CLF_PAD, CLF_PAD, CLF_PAD, CLF_PAD],
+                        [2, 3, 4, 5, 6, 7, 8]])  # right-padded
+CLF_TARGETS = torch.tensor([0, 2, 1])
+CLF_SENTENCE = torch.tensor([[4, 9, 2, 6]])
+
+
+def _classifier(cls: type) -> torch.nn.Module:
+    """cls(a tiny lab GPT, 3 classes, pad_id 1) with a seeded head that has an opinion, in eval mode."""
+    from labsupport.checks.lab04 import tiny_gpt
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(12)
+        clf = cls(tiny_gpt(seed=11, block_size=10, vocab_size=12), 3, pad_id=CLF_PAD).eval()
+    head = getattr(clf, "classifier", None)
+    if isinstance(head, torch.nn.Linear):
+        with torch.no_grad():
+            head.weight.copy_(0.5 * torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(13)))
+    return clf
+
+
+def _judge_classifier(got: Records, want: Records, **options: object) -> str:
+    label = "forward(idx) logits on a right-padded batch"
+    g, w, last = got.get(label), want[label], got.get("the head applied at the last position instead")
+    if isinstance(g, torch.Tensor) and isinstance(last, torch.Tensor) and g.shape == last.shape == w.shape \
+            and torch.allclose(g, last, atol=1e-5) and not torch.allclose(w, last, atol=1e-5):
+        raise WrongAnswer("you classify the state at the last position, which is a pad for short rows: read each "
+                          "row's last real token instead")
+    compare(got, want, rtol=1e-5, atol=1e-5)
+    return "reference logits and loss; the last real token, not the last position; padding never changes the logits"
+
+
 @exercise("07.2", title="the classifier head on the GPT",
           hint="run the transformer to get one hidden state per position, keep for each row the state at its last "
                "real token (your 07.1), map it to class scores with the classification head; the loss is the "
                "cross-entropy of those scores against the labels",
           hint2="self.gpt.forward_hidden(idx) is (B, T, C); index it with (torch.arange(B), last); self.classifier; "
-                "F.cross_entropy(logits, targets)")
-def check_classifier(student_cls: type) -> str:
-    from labsupport.checks.lab04 import tiny_gpt
-
-    if not isinstance(student_cls, type) or not issubclass(student_cls, classify.GPTClassifier):
-        raise AssertionError("pass your class (labsupport.check('07.2', GPTClassifier)); it subclasses "
-                             "labsupport.classify.GPTClassifier")
-    P = 1
-    gpt = tiny_gpt(seed=11, block_size=10, vocab_size=12)
-    with torch.random.fork_rng():
-        torch.manual_seed(12)
-        ref = classify.GPTClassifier(gpt, 3, pad_id=P).eval()
-        clf = student_cls(tiny_gpt(seed=13, block_size=10, vocab_size=12), 3, pad_id=P).eval()
-    torch.nn.init.normal_(ref.classifier.weight, std=0.5)  # a head with an opinion, so differences show
-    clf.load_state_dict(ref.state_dict())
-    ids = torch.tensor([[4, 5, 6, 7, P, P, P], [8, 9, P, P, P, P, P], [2, 3, 4, 5, 6, 7, 8]])  # right-padded
-    targets = torch.tensor([0, 2, 1])
+                "F.cross_entropy(logits, targets)",
+          reference=["labsupport.classify:GPTClassifier"], judge=_judge_classifier)
+def drive_classifier(t: Trace, GPTClassifier: type) -> None:
+    if not isinstance(GPTClassifier, type) or not issubclass(GPTClassifier, classify.ClassifierLayers):
+        raise WrongAnswer("pass your class (labsupport.check('07.2', GPTClassifier)); it subclasses "
+                          "labsupport.classify.ClassifierLayers")
+    clf = _classifier(GPTClassifier)
     with torch.no_grad():
-        want, want_loss = ref(ids, targets)
-        out = clf(ids)
-        if not isinstance(out, tuple | list) or len(out) != 2 or out[1] is not None:
-            raise AssertionError("forward(idx) must return (logits, None), forward(idx, targets) (logits, loss)")
-        logits = out[0]
-        if not isinstance(logits, torch.Tensor) or logits.shape != want.shape:
-            raise AssertionError(f"logits must be (B, n_classes) = {tuple(want.shape)}, got "
-                                 f"{getattr(logits, 'shape', type(logits).__name__)}")
-        last_position = clf.classifier(clf.gpt.forward_hidden(ids)[:, -1])
-        if torch.allclose(logits, last_position, atol=1e-5) and not torch.allclose(want, last_position, atol=1e-5):
-            raise AssertionError("you classify the state at the last position, which is a pad for short rows: "
-                                 "read each row's last real token instead")
-        if not torch.allclose(logits, want, atol=1e-5):
-            raise AssertionError("with the reference weights your logits differ: classifier(hidden state at each "
-                                 "row's last real token), no softmax")
-        # padding invariance: the same sentence, padded differently
-        sentence = torch.tensor([[4, 9, 2, 6]])
-        variants = [sentence, *(torch.cat([sentence, torch.full((1, n), P)], 1) for n in (3, 6))]
-        outs = [clf(v)[0] for v in variants]
-        if not all(torch.allclose(o, outs[0], atol=1e-5) for o in outs):
-            raise AssertionError(f"the same sentence padded to lengths 4, 7 and 10 gives different logits "
-                                 f"{[o[0].tolist() for o in outs]}: padding must not change the answer")
-        loss = clf(ids, targets)[1]
-    if not isinstance(loss, torch.Tensor) or loss.dim() != 0 or not torch.allclose(loss, want_loss, atol=1e-5):
-        raise AssertionError(f"loss: expected {want_loss.item():.5f} (cross-entropy of the logits against the labels), "
-                             f"got {loss!r:.60}")
-    return "reference logits and loss; the last real token, not the last position; padding never changes the logits"
+        out = clf(CLF_IDS.clone())
+        if not isinstance(out, tuple | list) or len(out) != 2:
+            raise WrongAnswer("forward(idx) must return a pair (logits, None)")
+        t.record("forward(idx) logits on a right-padded batch", out[0])
+        t.record("forward(idx) without targets returns loss None", out[1] is None)
+        t.record("the head applied at the last position instead",
+                 clf.classifier(clf.gpt.forward_hidden(CLF_IDS.clone())[:, -1]))
+        for n in (0, 3, 6):
+            padded = torch.cat([CLF_SENTENCE, torch.full((1, n), CLF_PAD)], 1)
+            t.record(f"logits of one sentence of 4 tokens padded to length {4 + n} (must not change)",
+                     clf(padded)[0])
+        out = clf(CLF_IDS.clone(), CLF_TARGETS.clone())
+        t.record("forward(idx, targets) loss: cross-entropy of the logits against the labels",
+                 out[1] if isinstance(out, tuple | list) and len(out) == 2 else out)
