@@ -64,8 +64,10 @@ ODD_VOCAB = {"hello": 0, "world": 1, UNK: 7}  # the <unk> id comes from the voca
 
 
 @exercise("01.1", title="word vocabulary with <unk>",
-          hint='vocab = {"<unk>": 0} + the max_size-1 most frequent words, sorted by (-count, word); '
-               'encode_words maps each text.split() word to vocab.get(word, vocab["<unk>"])',
+          hint="a vocabulary keeps the most frequent words (ties broken alphabetically) after the unknown-word "
+               "token at id 0; encoding looks each whitespace-separated word up and falls back to that id",
+          hint2="collections.Counter and its counts, sorted() with a key of (-count, word), dict.get(word, "
+                "default)",
           reference=["labsupport.checks.lab01:ref_build_word_vocab", "labsupport.checks.lab01:ref_encode_words"])
 def drive_word_vocab(t: Trace, build_word_vocab: Callable, encode_words: Callable) -> None:
     for texts, size in [(TEXTS, 6), (TEXTS, 1), (TEXTS, 100), ([], 5), (["b a", "a b", "c"], 3)]:
@@ -77,8 +79,10 @@ def drive_word_vocab(t: Trace, build_word_vocab: Callable, encode_words: Callabl
 
 
 @exercise("01.2", title="character vocabulary",
-          hint='vocab = {"<unk>": 0} + sorted(set of all characters) with ids 1, 2, ...; '
-               'encode_chars gives one id per character, unknown ones -> vocab["<unk>"]',
+          hint="one id per distinct character, in sorted order, after the unknown token at id 0; encoding gives "
+               "one id per character",
+          hint2="set() of the characters of all texts joined together, sorted(), enumerate(..., start=1), "
+                "dict.get",
           reference=["labsupport.checks.lab01:ref_build_char_vocab", "labsupport.checks.lab01:ref_encode_chars"])
 def drive_char_vocab(t: Trace, build_char_vocab: Callable, encode_chars: Callable) -> None:
     for texts in [TEXTS, ["héllo wörld 🤗", "line one\nline two\t!"], [], [""]]:
@@ -88,7 +92,9 @@ def drive_char_vocab(t: Trace, build_char_vocab: Callable, encode_chars: Callabl
 
 
 @exercise("01.3", title="count adjacent pairs",
-          hint="for each word and count n: for each pair in zip(word, word[1:]): counts[pair] += n",
+          hint="every word contributes each pair of neighbouring symbols, weighted by how often the word occurs",
+          hint2="zip over a word and the same word shifted by one; a collections.Counter (or dict) to add up the "
+                "counts",
           reference=["labsupport.bpe_train:count_pairs"])
 def drive_count_pairs(t: Trace, count_pairs: Callable) -> None:
     for words in PAIR_CASES:
@@ -98,8 +104,9 @@ def drive_count_pairs(t: Trace, count_pairs: Callable) -> None:
 
 
 @exercise("01.4", title="merge one pair",
-          hint="scan each word left to right; where (word[i], word[i+1]) == pair append word[i] + word[i+1] and "
-               "skip 2, else append word[i]; return a new dict",
+          hint="walk through each word from the left: where the pair starts, emit the two symbols joined and "
+               "jump past both, otherwise emit the symbol and move on; build new words, never change the input",
+          hint2="a while loop with an index over the tuple, string concatenation, tuple(...) of the new symbols",
           reference=["labsupport.bpe_train:merge_pair"])
 def drive_merge_pair(t: Trace, merge_pair: Callable) -> None:
     for words, pair in MERGE_CASES:
@@ -110,8 +117,9 @@ def drive_merge_pair(t: Trace, merge_pair: Callable) -> None:
 
 
 @exercise("01.5", title="learn BPE merges",
-          hint="repeat num_merges times: pairs = count_pairs(words); stop if empty; best = the highest count, "
-               "ties -> min(pair); words = merge_pair(words, best)",
+          hint="greedy training: count the pairs, stop when there are none, merge the most frequent one (on a "
+               "tie, the smallest pair), remember it, repeat",
+          hint2="your count_pairs and merge_pair; max over the counts, then min over the pairs that reach it",
           reference=["labsupport.bpe_train:learn_merges"])
 def drive_learn_merges(t: Trace, learn_merges: Callable) -> None:
     for words, n in LEARN_CASES:

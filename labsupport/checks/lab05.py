@@ -36,8 +36,10 @@ EXAMPLES = [
 ]
 
 
-@exercise("05.1", title="format an example", hint='return f"<sentiment_{label}> {verse_text}": the label (not the '
-          "id) in the tag, one space, the verse unchanged")
+@exercise("05.1", title="format an example",
+          hint="the sentiment tag names the label (not its number) and comes first, then one space, then the "
+               "verse as it is",
+          hint2="an f-string with the label name inside <sentiment_...>")
 def check_format_example(format_example: Callable) -> str:
     for ex in EXAMPLES:
         expect_equal(format_example(dict(ex)), streaming.format_example(ex), f"format_example({short(ex, 90)})")
@@ -60,9 +62,10 @@ BLOCK_CASES = [  # (docs, block_size, stride)
 
 
 @exercise("05.2", title="rolling-buffer blocks with a stride",
-          hint="append EOS after every document; while the buffer holds block_size tokens yield buf[:block_size] "
-               "and drop the first `stride`; at the end yield the leftover if it holds tokens no block had; "
-               "ValueError if block_size < 2 or not 1 <= stride <= block_size")
+          hint="a rolling buffer: add each document and an end-of-text token, emit a block whenever the buffer "
+               "is full and slide it by the stride; at the end emit what is left only if no block covered it "
+               "yet; reject bad sizes",
+          hint2="a list as the buffer, list.extend, yield buf[:block_size], del buf[:stride], raise ValueError")
 def check_make_blocks(make_blocks: Callable) -> str:
     for docs, block_size, stride in BLOCK_CASES:
         want = list(streaming.make_blocks(docs, block_size, stride, EOS))
@@ -87,8 +90,9 @@ LOSS_CASES = [  # (losses, n_tokens)
 
 
 @exercise("05.3", title="perplexity from losses",
-          hint="perplexity = exp(mean loss); with n_tokens the mean is sum(loss_i * n_i) / sum(n_i) "
-               "(not the mean of exp(loss_i)); an empty list of losses raises ValueError")
+          hint="perplexity is the exponential of the mean loss per token; with token counts each loss counts as "
+               "often as the tokens behind it; with no losses there is nothing to average",
+          hint2="math.exp of a weighted mean: sum of loss times count over the sum of counts; raise ValueError")
 def check_perplexity(perplexity_from_losses: Callable) -> str:
     for losses, n_tokens in LOSS_CASES:
         want = streaming.perplexity_from_losses(losses, n_tokens)
