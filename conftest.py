@@ -12,3 +12,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # one xdist worker per core: a second torch thread per worker only oversubscribes the cores
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--rehearse", action="store_true",
+                     help="run tests/rehearsal: every lab in full against a local hub server (olah; see README)")

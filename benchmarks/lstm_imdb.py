@@ -26,7 +26,7 @@ from itertools import islice
 import torch
 
 from labsupport import lstm
-from labsupport.assets import load_dataset
+from labsupport.assets import load_dataset, missing_offline_packages
 from labsupport.runtime import get_device, resolve_profile, seed_everything
 from labsupport.textdata import WordVocab, encode_documents
 
@@ -97,7 +97,7 @@ def steps_throughput(model, loader, recipe: dict, steps: int) -> float:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     device = torch.device(args.device) if args.device else get_device()
-    profile, _ = resolve_profile()
+    profile, _ = resolve_profile(missing_offline=missing_offline_packages)
     seed_everything(args.seed)
     start = time.perf_counter()
     train_texts = load_texts("train", args.reviews, args.seed)

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     s = fast.settings
     print(f"original (fp32, batch 4, per-example tokenization, eager): {orig['tokens_per_s']:>12,.0f} tokens/s "
           f"({orig['tokens']:,} tokens in {orig['seconds']:.2f} s), mean loss {orig['naive_loss']:.5f}")
-    print(f"fast ({'bf16' if s['bf16'] else 'fp32'}, batch {s['batch_size']}, batched tokenization, "
+    print(f"fast ({s['precision']}, batch {s['batch_size']}, batched tokenization, "
           f"{s['num_workers']} workers{', compiled' if s['compile'] else ''}): {fast.tokens_per_s:>12,.0f} tokens/s "
           f"({fast.tokens:,} tokens in {fast.seconds:.2f} s), mean loss {fast.naive_loss:.5f}")
     if fast.tokens != orig["tokens"]:

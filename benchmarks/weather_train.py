@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from labsupport.gpt import GPT
 from labsupport.runtime import get_device, seed_everything
-from labsupport.trainer import Trainer
+from labsupport.trainer import Trainer, random_batches
 from labsupport.weather import FIXED_PROBA, WeatherDataset
 
 SEQ_LEN, LR = 6, 3e-3
@@ -135,8 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"ratio lab / plain: {rates['lab (Trainer)'] / rates['plain (minGPT)']:.2f}x")
 
     if args.breakdown:
-        trainer = loops["lab (Trainer)"].trainer
-        lab_data = iter(trainer._loader(dataset, seed=1, start=0))
+        lab_data = iter(random_batches(dataset, args.batch_size, seed=1, pin_memory=device.type == "cuda"))
         plain_data = iter(DataLoader(dataset, sampler=RandomSampler(dataset, replacement=True, num_samples=10**10),
                                      batch_size=args.batch_size))
         n = max(args.iters, 200)

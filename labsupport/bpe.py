@@ -52,7 +52,7 @@ def hf_gpt2_tokenizer(**kwargs):
     transformers 5 takes ``vocab=``/``merges=`` objects; the old ``vocab_file=`` would silently build
     an empty tokenizer.
     """
-    from transformers import GPT2TokenizerFast
+    from transformers import GPT2TokenizerFast  # heavy (~3 s): only the 🤗 wrapper needs it
 
     encoder, merges = load_vocab_and_merges()
     return GPT2TokenizerFast(vocab=dict(encoder), merges=list(merges), **kwargs)

@@ -315,7 +315,6 @@ class Exercise:
     reference: tuple[str, ...] | None  # "module:attribute" of the graded reference objects, or None
     judge: Callable[..., str | None] = compare
     options: Mapping[str, Any] = field(default_factory=dict)
-    legacy: bool = False  # an old-style check function that decides by itself (being converted; not gradable safely)
     hint2: str = ""  # level 2, shown on a repeated failure: the API to use
 
     def run_options(self, overrides: Mapping[str, Any] | None = None, seed: int = 0) -> dict[str, Any]:
@@ -331,33 +330,18 @@ def exercise(id: str, title: str, hint: str, reference: list[str] | None = None,
              judge: Callable[..., str | None] | None = None,
              options: Mapping[str, Any] | None = None,
              hint2: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a driver under an exercise id (see the module docstring), with a concept and an API hint."""
+    """Register a driver under an exercise id (see the module docstring)."""
 
     def wrap(drive: Callable[..., Any]) -> Callable[..., Any]:
         if id in EXERCISES:
             raise ValueError(f"exercise {id!r} registered twice")
-        if reference is None and judge is None:  # old style: the function decides (being converted)
-            EXERCISES[id] = Exercise(id, title, hint, _legacy_driver(drive), None, _legacy_judge, {}, True, hint2)
-            return drive
+        if reference is None and judge is None:
+            raise ValueError(f"exercise {id!r}: give `reference=` (compared by `compare`) or a custom `judge=`")
         EXERCISES[id] = Exercise(id, title, hint, drive, tuple(reference) if reference is not None else None,
                                  judge or compare, dict(options or {}), hint2=hint2)
         return drive
 
     return wrap
-
-
-def _legacy_driver(func: Callable[..., Any]) -> Callable[..., None]:
-    def drive(t: Trace, *objects: Any) -> None:
-        t.record("legacy check", str(func(*objects) or "all tests passed"))
-
-    return drive
-
-
-def _legacy_judge(got: Records, want: Records) -> str:
-    """Trusts the driver's own verdict: NOT tamper-proof (graded results say so)."""
-    if type(got.get("legacy check")) is not str:
-        raise WrongAnswer("no result recorded")
-    return got["legacy check"][:MAX_MESSAGE]
 
 
 def resolve(path: str) -> Any:
@@ -464,15 +448,12 @@ class CheckResult:
 
 
 def check(id: str, *args: Any, **options: Any) -> CheckResult:
-    """Check exercise `id` with the student's objects; print pass/fail (and a hint on failure).
-
-    The first failure shows the concept hint; later failures of the same exercise add the API hint.
-    """
+    """Check exercise `id` with the student's objects; print pass/fail (and a hint on failure)."""
     ex = get_exercise(id)
     ok, msg = run_check(id, *args, **options)
     if ok:
         print(f"PASS  exercise {id} ({ex.title}): {msg}")
-    else:
+    else:  # the concept hint first; from the second failure of the same exercise on, the API hint too
         FAILURES[id] = FAILURES.get(id, 0) + 1
         print(f"FAIL  exercise {id} ({ex.title}): {msg}\n      hint: {ex.hint}")
         if ex.hint2:

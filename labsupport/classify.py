@@ -24,11 +24,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from labsupport.config import CfgNode
 from labsupport.core import count_parameters, eval_mode
+from labsupport.precision import amp, fp32_logits
 from labsupport.textdata import PAD_ID, UNK_ID, Vocab, encode_documents
+from labsupport.trainer import Trainer
 
 TRAINABLE_MODES = ("all", "head", "last_block")
 
@@ -94,12 +96,12 @@ class GPTClassifier(ClassifierLayers):
         h = self.gpt.forward_hidden(idx)  # (B, T, C)
         last = last_token_index(idx, self.pad_id) if lengths is None else lengths.to(idx.device).long() - 1
         pooled = h[torch.arange(idx.size(0), device=idx.device), last]  # (B, C)
-        logits = self.classifier(pooled)  # (B, n_classes)
+        logits = fp32_logits(self.classifier, pooled)  # (B, n_classes), float32 under autocast
         loss = None
         if targets is not None:
             if targets.shape != (idx.size(0),):
                 raise ValueError(f"targets must be (B,) = ({idx.size(0)},) class ids, got {tuple(targets.shape)}")
-            loss = F.cross_entropy(logits.float(), targets)
+            loss = F.cross_entropy(logits, targets)
         return logits, loss
 
 
@@ -137,10 +139,11 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256) -> dict[
     """Mean loss and accuracy of a classifier `model(x, y) -> (logits, loss)` over a whole dataset."""
     device = next(model.parameters()).device
     total_loss, correct, n = 0.0, 0, 0
+    policy = amp(device, training=False)
     with eval_mode(model):
         for x, y in DataLoader(dataset, batch_size=batch_size):
             x, y = x.to(device), y.to(device)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with policy.autocast():
                 logits, loss = model(x, y)
             total_loss += loss.item() * len(y)
             correct += (logits.argmax(dim=-1) == y).sum().item()
@@ -155,10 +158,7 @@ def finetune(model: GPTClassifier, train_dataset: Dataset, val_dataset: Dataset,
 
     Returns (trainer, history) with history a pandas DataFrame: iter, train_loss, train_acc, val_loss, val_acc.
     """
-    import pandas as pd
-    from torch.utils.data import Subset
-
-    from labsupport.trainer import Trainer
+    import pandas as pd  # heavy (~1 s): only the lab's fine-tune needs it
 
     if not isinstance(eval_interval, int) or eval_interval < 1:
         raise ValueError(f"eval_interval must be an integer >= 1, got {eval_interval!r}")
@@ -243,13 +243,10 @@ def compute_metrics(eval_pred: Any) -> dict[str, float]:
     return {"accuracy": accuracy(logits, labels)}
 
 
-def precision_kwargs(device: torch.device | str) -> dict[str, bool]:
-    """TrainingArguments mixed-precision flags: bf16 on GPUs that have it (Ampere+), fp16 on older ones
-    (a Colab T4 emulates bf16 slowly), fp32 on CPU/MPS."""
-    if torch.device(device).type != "cuda":
-        return {"bf16": False, "fp16": False}
-    bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
-    return {"bf16": bf16, "fp16": not bf16}
+def precision_kwargs(device: torch.device | str, model: nn.Module | None = None) -> dict[str, bool]:
+    """TrainingArguments mixed-precision flags from the project's policy (`labsupport.precision.amp`): bf16 on
+    capability >= 8.0, fp16 (the HF Trainer adds the GradScaler) below, e.g. a Colab T4; fp32 on CPU/MPS."""
+    return amp(device, training=True, model=model).trainer_kwargs()
 
 
 __all__ = [

@@ -55,27 +55,6 @@ class CfgNode:
                 self.__dict__[k] = v
         return self
 
-    def merge_from_args(self, args: list[str]) -> CfgNode:
-        """Update from command-line style ``--key=value`` (``--trainer.batch_size=32``); keys must exist."""
-        from ast import literal_eval
-
-        for arg in args:
-            key, sep, val = arg.partition("=")
-            if not key.startswith("--") or not sep:
-                raise ValueError(f"expected --key=value, got {arg!r}")
-            *path, leaf = key[2:].split(".")
-            node = self
-            for part in path:
-                node = getattr(node, part)
-            if leaf not in node:
-                raise KeyError(f"unknown config key {key[2:]!r}; known keys: {', '.join(node.__dict__)}")
-            try:
-                val = literal_eval(val)
-            except (ValueError, SyntaxError):
-                pass  # keep it as a string
-            setattr(node, leaf, val)
-        return self
-
 
 def _short(v: Any) -> str:
     """Classes print as their name rather than `<class 'pkg.mod.Name'>`."""

@@ -262,7 +262,7 @@ def generation_table(model: torch.nn.Module, tokenizer_or_decode: Any, prompt_id
 
     `gen_kwargs` go to `generate` (temperature, top_k, top_p, seed, eos_id, suppress_ids).
     """
-    import pandas as pd
+    import pandas as pd  # heavy (~1 s): only this display helper needs it
 
     decode = as_decode(tokenizer_or_decode)
     prompt = torch.as_tensor(prompt_ids, dtype=torch.long)

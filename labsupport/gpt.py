@@ -22,6 +22,7 @@ from labsupport.attention import CausalSelfAttention
 from labsupport.config import CfgNode
 from labsupport.core import IGNORE_INDEX, count_parameters, eval_mode  # IGNORE_INDEX: targets left out of the loss
 from labsupport.generate import top_k_filter
+from labsupport.precision import fp32_logits
 
 PRESETS: dict[str, dict[str, int]] = {
     "gpt-nano": dict(n_layer=3, n_head=3, n_embd=48),
@@ -146,7 +147,7 @@ class GPTLayers(nn.Module):
 
         `overrides` change non-architecture settings, e.g. attention_cls=MyAttention or attn_pdrop=0.0.
         """
-        from transformers import GPT2LMHeadModel
+        from transformers import GPT2LMHeadModel  # heavy (~3 s): only loading weights needs it
 
         from labsupport import assets
 
@@ -209,7 +210,7 @@ class GPT(GPTLayers):
         targets: (B, T) next-token ids; positions whose target is IGNORE_INDEX (-100) are left out of
         the mean cross-entropy (use it for padding or for prompt tokens you do not want to train on).
         """
-        logits = self.lm_head(self.forward_hidden(idx))  # (B, T, vocab_size)
+        logits = fp32_logits(self.lm_head, self.forward_hidden(idx))  # (B, T, vocab_size), float32 under autocast
         loss = None
         if targets is not None:
             if targets.shape != idx.shape:

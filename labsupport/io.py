@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,7 +62,6 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
     If another process won the race, its (complete) directory is kept and ours is discarded.
     """
-    import shutil
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,6 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
+from tqdm.auto import tqdm
 
 from labsupport.config import CfgNode
 from labsupport.core import IGNORE_INDEX, count_parameters, eval_mode, perplexity
+from labsupport.generate import generate
 from labsupport.io import atomic_torch_save
+from labsupport.precision import Precision, amp, backward_step, fp32_logits
 from labsupport.runtime import rng_state, set_rng_state
 from labsupport.textdata import BOS_ID, PAD_ID, UNK_ID, BucketBatchSampler, Vocab, lm_collate_fn
 
@@ -98,11 +100,11 @@ class LSTMLanguageModel(nn.Module):
         if idx.device.type == "cpu" and idx.numel() and not 0 <= int(idx.min()) <= int(idx.max()) < V:
             raise ValueError(f"token ids must be in 0..{V - 1}, got ids {int(idx.min())}..{int(idx.max())}")
         x = self.embedding(idx)  # (B, T, E)
-        # Autocast would run cuDNN's LSTM in float16 whatever dtype it was given; the recurrence (a long running
-        # sum in the cell state) stays float32 and only the big output matmul below uses bfloat16.
+        # Autocast would run cuDNN's LSTM in float16 whatever dtype it was given: the recurrence (a long running
+        # sum in the cell state) stays float32. The logits feed the loss, so they are float32 too (fp32_logits).
         with torch.autocast(device_type=idx.device.type, enabled=False):
             h, _ = self.lstm(x.float())  # (B, T, H)
-        logits = self.head(self.drop(h))  # (B, T, V)
+        logits = fp32_logits(self.head, self.drop(h))  # (B, T, V)
         loss = None if targets is None else lm_loss(logits, targets, self.pad_id)
         return logits, loss
 
@@ -184,17 +186,16 @@ def make_loader(sequences: Sequence[Sequence[int]], batch_size: int, *, shuffle:
 # ---------------------------------------------------------------------------------------------- training
 
 
-def uses_bf16(device: torch.device | str) -> bool:
-    """True on CUDA GPUs with native bfloat16 (Ampere and newer); older GPUs (e.g. a T4) only emulate it."""
-    device = torch.device(device)
-    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
+def precision(device: torch.device | str, enabled: bool = True, training: bool = True) -> Precision:
+    """The project's policy (`labsupport.precision.amp`); `enabled=False` forces float32."""
+    if not enabled:
+        return Precision(torch.device(device).type, None, False, "float32: amp turned off")
+    return amp(device, training=training)
 
 
-def autocast(device: torch.device | str, enabled: bool = True):
-    """bfloat16 autocast where `uses_bf16` (the model keeps its LSTM in float32); a no-op elsewhere."""
-    if enabled and uses_bf16(device):
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return nullcontext()
+def autocast(device: torch.device | str, enabled: bool = True, training: bool = False):
+    """The policy's autocast (the model keeps its LSTM and its logits in float32)."""
+    return precision(device, enabled, training).autocast()
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -212,24 +213,21 @@ def _n_targets(y: torch.Tensor, pad_id: int) -> int:
 def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, *, amp: bool = True,
                 grad_clip: float | None = 1.0, progress: bool = True, desc: str = "train") -> dict[str, float]:
     """One pass over `loader` on the model's device. Returns the token-weighted mean loss and its perplexity."""
-    from tqdm.auto import tqdm
-
     device, pad_id = _device(model), _pad_id(model)
     model.train()
     total = torch.zeros((), dtype=torch.float64, device=device)  # summed NLL, kept on device: no sync per step
     n_tokens = n_samples = 0
     start = time.perf_counter()
+    policy = precision(device, amp, training=True)
+    scaler = policy.grad_scaler()
     bar = tqdm(loader, desc=desc, disable=not progress, leave=True)
     for step, (x, y) in enumerate(bar):
         n = _n_targets(y, pad_id)  # counted on the CPU copy: no GPU sync
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)  # (B, T), (B, T)
-        with autocast(device, amp):
+        with policy.autocast():
             _, loss = model(x, y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+        backward_step(loss, optimizer, scaler, model.parameters(), grad_clip)
         total += loss.detach().double() * n
         n_tokens, n_samples = n_tokens + n, n_samples + x.size(0)
         if progress and (step % 20 == 0 or step == len(loader) - 1):
@@ -246,11 +244,12 @@ def evaluate(model: nn.Module, loader: DataLoader, *, amp: bool = True) -> dict[
     """Token-weighted mean loss and perplexity over `loader` (pads ignored), in eval mode."""
     device, pad_id = _device(model), _pad_id(model)
     total, n_tokens = torch.zeros((), dtype=torch.float64, device=device), 0
+    policy = precision(device, amp, training=False)
     with eval_mode(model):
         for x, y in loader:
             n = _n_targets(y, pad_id)
             x, y = x.to(device), y.to(device)
-            with autocast(device, amp):
+            with policy.autocast():
                 _, loss = model(x, y)
             total += loss.double() * n
             n_tokens += n
@@ -328,8 +327,6 @@ def complete(model: nn.Module, vocab: Vocab, prompt: str = "", max_new_tokens: i
              temperature: float = 1.0, seed: int | None = None, n: int = 1) -> list[str]:
     """`n` continuations of `prompt` (after <bos>), sampled with `labsupport.generate` until <eos> or the
     length limit; <unk>, <pad> and <bos> are masked out, so they are never emitted."""
-    from labsupport.generate import generate
-
     prompt_ids = [BOS_ID, *vocab.encode(prompt)]
     idx = torch.tensor([prompt_ids] * n)  # (n, T)
     out = generate(model, idx, max_new_tokens, temperature=temperature, seed=seed, eos_id=vocab.eos_id,
@@ -339,6 +336,6 @@ def complete(model: nn.Module, vocab: Vocab, prompt: str = "", max_new_tokens: i
 
 __all__ = [
     "SUPPRESS_IDS", "LSTMLanguageModel", "autocast", "clean_review", "complete", "evaluate", "fit", "lm_loss",
-    "load_checkpoint", "make_loader", "perplexity", "save_checkpoint", "train_epoch", "unigram_perplexity",
-    "uses_bf16",
+    "load_checkpoint", "make_loader", "perplexity", "precision", "save_checkpoint", "train_epoch",
+    "unigram_perplexity",
 ]

@@ -9,6 +9,8 @@ import os
 import re
 from pathlib import Path
 
+from labsupport.io import atomic_path
+
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 COLAB_BADGE = re.compile(r"https://colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/blob/[^/\s)]+/")
 
@@ -88,7 +90,7 @@ def volatile_problems(nb) -> list[str]:
 def execute(nb, path: Path, timeout: int, **env: str | None) -> None:
     """Run `nb` headless in a fresh kernel working in the notebook's folder. `env` adds variables to the
     kernel's environment (None removes one); this process's own environment is left alone."""
-    from nbclient import NotebookClient
+    from nbclient import NotebookClient  # heavy (~1 s, jupyter_client + zmq): only executing needs it
 
     kernel_env = {**os.environ, "MPLBACKEND": "Agg", "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     for key, value in env.items():
@@ -103,9 +105,7 @@ def execute(nb, path: Path, timeout: int, **env: str | None) -> None:
 
 def refresh(path: Path, timeout: int = 600) -> None:
     """Execute `path` in the smoke profile at the tiny scale and write it back with only checked outputs kept."""
-    import nbformat
-
-    from labsupport.io import atomic_path
+    import nbformat  # heavy (~1 s with jsonschema): only refreshing needs it
 
     nb = nbformat.read(path, as_version=4)
     pin_colab(nb)

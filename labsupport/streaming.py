@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
-from labsupport import assets
+from labsupport import assets, precision
 from labsupport.core import IGNORE_INDEX, perplexity
+from labsupport.precision import fp32_logits
 from labsupport.runtime import get_device
 
 SENTIMENT_TOKENS = tuple(f"<sentiment_{i}>" for i in range(4))
@@ -202,6 +203,10 @@ def collate_blocks(blocks: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
 
 def make_dataloader(dataset: StreamingLMIterableDataset, batch_size: int = 64, num_workers: int = 0,
                     pin_memory: bool = False) -> DataLoader:
+    if num_workers:
+        # the tokenizer's Rust thread pool may already have run in this process; a forked worker would inherit
+        # it locked, so tokenizers disables it there with a warning. Turn it off before forking, as it asks.
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
     return DataLoader(dataset, batch_size=batch_size, collate_fn=collate_blocks, num_workers=num_workers,
                       pin_memory=pin_memory, prefetch_factor=4 if num_workers else None)
 
@@ -227,10 +232,12 @@ def token_nll(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, body
     model's transformer (default `model.base_model`; pass a torch.compile'd one to speed it up).
     """
     body = model.base_model if body is None else body
-    hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]  # [N, T-1, H]
+    # use_cache=False: an evaluation never generates, so building a KV cache per batch is wasted work
+    out = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    hidden = out.last_hidden_state[:, :-1]  # [N, T-1, H]
     head = model.get_output_embeddings()
     flat_hidden, flat_targets = hidden.reshape(-1, hidden.shape[-1]), input_ids[:, 1:].reshape(-1)
-    nll = [F.cross_entropy(head(h).float(), t, reduction="none")  # [rows, vocab] logits, then [rows]
+    nll = [F.cross_entropy(fp32_logits(head, h), t, reduction="none")  # [rows, vocab] float32 logits, then [rows]
            for h, t in zip(flat_hidden.split(chunk_rows), flat_targets.split(chunk_rows))]
     return torch.cat(nll).view(input_ids.shape[0], -1)
 
@@ -264,16 +271,18 @@ class EvalResult:
 
 def evaluate(model, tokenizer, stream: datasets.IterableDataset | datasets.Dataset, *, block_size: int = 128,
              stride: int = 96, batch_size: int = 64, max_batches: int | None = None, num_workers: int | None = None,
-             docs_per_shard: int = 256, drop_last: bool = False, bf16: bool | None = None, compile: bool = False,
+             docs_per_shard: int = 256, drop_last: bool = False, amp: bool = True, compile: bool = False,
              progress: bool = False) -> EvalResult:
-    """Stage 7, fast: batched tokenization in DataLoader workers, large batches, bf16 autocast, pinned memory
-    with non-blocking copies and no host sync per batch on CUDA; optional torch.compile.
+    """Stage 7, fast: batched tokenization in DataLoader workers, large batches, mixed precision where the
+    project's policy allows it (`labsupport.precision.amp`: never for GPT-Neo, logits always float32), pinned
+    memory with non-blocking copies and no host sync per batch on CUDA; optional torch.compile.
 
-    Defaults on CUDA: bf16=True, num_workers=min(4, cpus - 1); on CPU/MPS: fp32, num_workers=0.
+    Defaults on CUDA: num_workers=min(4, cpus - 1); on CPU/MPS: float32, num_workers=0. amp=False: float32.
     """
     device = next(model.parameters()).device
     cuda = device.type == "cuda"
-    bf16 = cuda if bf16 is None else bf16
+    policy = precision.amp(device, training=False, model=model) if amp else precision.Precision(
+        device.type, None, False, "float32: amp=False")
     if num_workers is None:
         num_workers = max(0, min(4, (os.cpu_count() or 1) - 1)) if cuda else 0
     max_pos = getattr(model.config, "max_position_embeddings", None)
@@ -285,7 +294,7 @@ def evaluate(model, tokenizer, stream: datasets.IterableDataset | datasets.Datas
     sample = None
     start = time.perf_counter()
     loader = make_dataloader(dataset, batch_size, num_workers, pin_memory=cuda)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+    with torch.inference_mode(), policy.autocast():
         for batch in _progress(progress, islice(loader, max_batches), "evaluating"):
             if sample is None:
                 sample = batch["input_ids"][0][batch["attention_mask"][0].bool()].tolist()
@@ -314,5 +323,5 @@ def evaluate(model, tokenizer, stream: datasets.IterableDataset | datasets.Datas
         tokens=n_tokens, naive_targets=int(totals[1]), sliding_targets=int(totals[3]), seconds=seconds,
         tokens_per_s=n_tokens / seconds, sample=tokenizer.decode(sample),
         settings=dict(block_size=block_size, stride=stride, batch_size=batch_size, num_workers=num_workers,
-                      bf16=bf16, compile=compile, device=str(device)),
+                      precision=policy.name, compile=compile, device=str(device)),
     )

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from labsupport.assets import load_dataset
 from labsupport.core import IGNORE_INDEX
 from labsupport.io import atomic_write_json
 
@@ -43,8 +44,6 @@ def load_corpus(split: str = "train", level: str = "word", profile: str | None =
     """
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
-    from labsupport.assets import load_dataset
-
     return "".join(load_dataset("wikitext-2", split, profile=profile)["text"])
 
 

@@ -16,17 +16,18 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
 
 from labsupport.config import CfgNode
 from labsupport.core import eval_mode
 from labsupport.gpt import make_adamw
 from labsupport.io import atomic_torch_save
+from labsupport.precision import Precision, amp, backward_step
 from labsupport.runtime import get_device, rng_state, seed_everything, set_rng_state
 
 EVENTS = ("on_batch_end", "on_eval")
@@ -54,6 +55,15 @@ class RandomBatchSampler(Sampler[list[int]]):
             k += 1
 
 
+def random_batches(dataset: Dataset, batch_size: int, seed: int = 0, start: int = 0, num_workers: int = 0,
+                   pin_memory: bool = False) -> DataLoader:
+    """An endless DataLoader of random batches (RandomBatchSampler): batch k depends only on (seed, k), so
+    `start=k` resumes exactly. It has a private generator: iterating it never consumes the global torch RNG."""
+    sampler = RandomBatchSampler(len(dataset), batch_size, seed, start)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
+                      generator=torch.Generator().manual_seed(seed))
+
+
 class Trainer:
     """Trains `model` (called as `model(x, y) -> (logits, loss)`) on a map-style dataset of (x, y) pairs.
 
@@ -74,7 +84,7 @@ class Trainer:
         C.max_iters = None  # None: run until interrupted
         C.seed = 0  # seeds python/numpy/torch at construction and the data order
         C.progress = True  # tqdm progress bar with the running loss
-        C.bf16 = True  # bfloat16 autocast (CUDA only; ignored on CPU/MPS)
+        C.amp = True  # mixed precision as labsupport.precision.amp decides (bf16 / fp16 + scaler / fp32)
         C.eval_interval = None  # evaluate on eval_dataset every this many iterations (None: never)
         C.eval_iters = 10  # batches per evaluation (the same batches every time)
         return C
@@ -129,11 +139,6 @@ class Trainer:
         self._check_event(event)
         self.callbacks[event].append(fn)
 
-    def set_callback(self, event: str, fn: Callable[[Trainer], Any]) -> None:
-        """Like add_callback, but replaces the callbacks already registered for `event`."""
-        self._check_event(event)
-        self.callbacks[event] = [fn]
-
     def trigger_callbacks(self, event: str) -> None:
         for fn in self.callbacks.get(event, []):
             fn(self)
@@ -146,37 +151,32 @@ class Trainer:
             self.optimizer = configure(self.config) if configure else make_adamw(self.model, self.config)
         return self.optimizer
 
-    def _autocast(self):
-        if self.device.type == "cuda" and self.config.bf16:
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        return nullcontext()
+    def _precision(self, training: bool) -> Precision:
+        if not self.config.amp:
+            return Precision(self.device.type, None, False, "float32: config.amp is off")
+        return amp(self.device, training=training, model=self.model)
 
     def _loader(self, dataset: Dataset, seed: int, start: int) -> DataLoader:
-        sampler = RandomBatchSampler(len(dataset), self.config.batch_size, seed, start)
-        # a private generator: creating the iterator must not consume the global torch RNG (dropout uses it)
-        return DataLoader(dataset, batch_sampler=sampler, num_workers=self.config.num_workers,
-                          pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(seed))
+        return random_batches(dataset, self.config.batch_size, seed, start, num_workers=self.config.num_workers,
+                              pin_memory=self.device.type == "cuda")
 
     def run(self) -> None:
         """Train until iter_num reaches config.max_iters; calling it again (or after resume) continues."""
-        from tqdm.auto import tqdm
-
         model, config = self.model, self.config
         optimizer = self._get_optimizer()
         data = iter(self._loader(self.train_dataset, config.seed, start=self.iter_num))
         model.train()
+        precision = self._precision(training=True)
+        scaler = precision.grad_scaler()
         bar = tqdm(total=config.max_iters, initial=self.iter_num, disable=not config.progress, desc="training")
         self.iter_time = time.time()
         try:
             while config.max_iters is None or self.iter_num < config.max_iters:
                 x, y = (t.to(self.device, non_blocking=True) for t in next(data))
-                with self._autocast():
+                with precision.autocast():
                     _, loss = model(x, y)
                 model.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.grad_norm_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_norm_clip)
-                optimizer.step()
+                backward_step(loss, optimizer, scaler, model.parameters(), config.grad_norm_clip)
 
                 self.iter_num += 1
                 self.loss = loss.detach()
@@ -200,9 +200,10 @@ class Trainer:
         with eval_mode(self.model):
             data = iter(self._loader(self.eval_dataset, seed=self.config.seed + 1, start=0))
             total = torch.zeros((), device=self.device)
+            precision = self._precision(training=False)
             for _ in range(self.config.eval_iters):
                 x, y = (t.to(self.device) for t in next(data))
-                with self._autocast():
+                with precision.autocast():
                     total += self.model(x, y)[1].float()
         self.eval_loss = total.item() / self.config.eval_iters
         self.eval_losses.append((self.iter_num, self.eval_loss))

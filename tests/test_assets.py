@@ -136,3 +136,17 @@ def test_offline_without_source_falls_back_to_smoke_loudly(monkeypatch):
     )
     with pytest.warns(UserWarning, match="no-such-pkg==1.0.*not installed"):
         assert assets.source_profile("imdb", "offline") == "smoke"
+
+
+def test_a_dataset_without_the_columns_the_labs_read_fails_at_load():
+    import datasets
+
+    renamed = datasets.Dataset.from_dict({"id": [0], "text": ["the sea"], "label": [1]})
+    with pytest.raises(ValueError, match=r"'poem_sentiment' \(x on the hub\) split 'train' lacks column\(s\) "
+                                         r"\['verse_text'\]; it has \['id', 'text', 'label'\].*LABSUPPORT_PROFILE"):
+        assets.check_columns(renamed, assets.get_asset("poem_sentiment"), "train", "x on the hub")
+    extra = renamed.add_column("verse_text", ["the sea"])  # an added column is harmless
+    assert assets.check_columns(extra, assets.get_asset("poem_sentiment"), "train", "smoke") is extra
+    for name in ("poem_sentiment", "imdb", "sst2", "wikitext-2"):  # the smoke fixtures pass their own check
+        assets.load_dataset(name, "train", profile="smoke")
+        assets.load_dataset(name, "train", streaming=True, profile="smoke")

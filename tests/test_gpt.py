@@ -226,7 +226,3 @@ def test_cfgnode_access_merge_dict_and_str():
     assert c.a == 3 and c.sub.b == 4 and "new" in c
     assert c.to_dict() == {"a": 3, "sub": {"b": 4}, "new": SDPAAttention}
     assert str(c) == "a: 3\nsub:\n    b: 4\nnew: SDPAAttention\n"
-    c.merge_from_args(["--sub.b=0.5", "--a=hello"])
-    assert c.sub.b == 0.5 and c.a == "hello"
-    with pytest.raises(KeyError, match="unknown config key"):
-        c.merge_from_args(["--typo=1"])

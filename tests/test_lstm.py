@@ -156,7 +156,7 @@ def test_bad_forward_input_errors():
 
 
 def test_autocast_is_a_no_op_off_cuda():
-    assert not lstm.uses_bf16("cpu")
+    assert lstm.precision("cpu").dtype is None
     with lstm.autocast("cpu"):
         assert not torch.is_autocast_enabled("cpu")
 
@@ -166,9 +166,9 @@ def test_forward_under_bf16_autocast_keeps_lstm_in_float32():
     idx = torch.randint(0, 20, (2, 5))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits, loss = model(idx, idx)
-    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    assert logits.dtype == torch.float32 and loss.dtype == torch.float32  # the logits feed the loss: float32
     ref = model(idx)[0]
-    torch.testing.assert_close(logits.float(), ref, atol=0.05, rtol=0.05)
+    torch.testing.assert_close(logits, ref)  # LSTM and head in float32: autocast changes nothing here
 
 
 # ---------------------------------------------------------------------------------------------- loss, perplexity

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from labsupport import gpt as lab_gpt
 from labsupport.check import Records, Trace, WrongAnswer, compare, exercise
 from labsupport.config import CfgNode
-from labsupport.generate import apply_temperature, generate, sample_next, top_k_filter
-from labsupport.gpt import IGNORE_INDEX
+from labsupport.core import IGNORE_INDEX
+from labsupport.generate import apply_temperature, generate, top_k_filter
 
 NEG_INF = float("-inf")
 
@@ -39,21 +39,6 @@ def tie_logits() -> torch.Tensor:
         [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],  # all equal -> everything stays for any k
         [0.5, NEG_INF, 2.0, NEG_INF, 1.0, 0.5],  # already masked tokens stay masked
     ])
-
-
-def _call(fn: Callable, logits: torch.Tensor, arg: float | int, name: str) -> torch.Tensor:
-    """Call the student's function on a copy and make sure it neither changed its input nor returned junk."""
-    before = logits.clone()
-    out = fn(logits, arg)
-    if not torch.equal(logits, before):
-        raise AssertionError(f"{name} changed its input tensor in place; return a new tensor instead "
-                             f"(e.g. logits / t or logits.masked_fill(...), not logits /= t or logits[...] = ...)")
-    if not isinstance(out, torch.Tensor):
-        raise AssertionError(f"{name} must return a tensor, got {type(out).__name__}")
-    if out.shape != logits.shape:
-        raise AssertionError(f"{name}: expected shape {tuple(logits.shape)} (same as the logits), "
-                             f"got {tuple(out.shape)}")
-    return out
 
 
 def _same(got: torch.Tensor, want: torch.Tensor, what: str) -> None:
@@ -78,51 +63,87 @@ def _sampling_step(logits: torch.Tensor, temperature: float, top_k: int | None, 
     return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)[:, 0]
 
 
-def _same_draws(what: str, temperature: float, top_k: int | None, **fns: Callable) -> None:
+def _judge(what_cases: str) -> Callable[..., str]:
+    """Judge: each output matches the reference's (-inf where it has -inf, values to 1e-5), the input is
+    unchanged, and a sampling step built on the function draws the same tokens as sample_next."""
+
+    def judge(got: Records, want: Records) -> str:
+        for label, w in want.items_:
+            g = got.get(label)
+            what, _, part = label.rpartition(" | ")
+            if g is None:
+                raise WrongAnswer(f"{what}: no result recorded")
+            if part == "input afterwards":
+                if type(g) is not torch.Tensor or not torch.equal(g, w):
+                    raise WrongAnswer(f"{what} changed its input tensor in place; return a new tensor instead (e.g. "
+                                      "logits / t or logits.masked_fill(...), not logits /= t or logits[...] = ...)")
+            elif part == "draws":
+                if type(g) is not torch.Tensor or g.shape != w.shape or not torch.equal(g, w):
+                    n = int((g != w).sum()) if type(g) is torch.Tensor and g.shape == w.shape else len(w)
+                    raise WrongAnswer(f"{what}: a sampling step built on your function drew different tokens than "
+                                      f"labsupport.generate.sample_next with the same seed in {n} of {len(w)} rows")
+            else:
+                if type(g) is not torch.Tensor:
+                    raise WrongAnswer(f"{what} must return a tensor")
+                if g.shape != w.shape:
+                    raise WrongAnswer(f"{what}: expected shape {tuple(w.shape)} (same as the logits), "
+                                      f"got {tuple(g.shape)}")
+                _same(g.reshape(-1, w.size(-1)), w.reshape(-1, w.size(-1)), what)
+        return what_cases
+
+    return judge
+
+
+def _record_call(t: Trace, fn: Callable, logits: torch.Tensor, arg: float | int, what: str) -> None:
+    inp = logits.clone()
+    out = fn(inp, arg)
+    t.record(f"{what} | output", out.detach() if type(out) is torch.Tensor else out)
+    t.record(f"{what} | input afterwards", inp)
+
+
+def _record_draws(t: Trace, what: str, temperature: float, top_k: int | None, **fns: Callable) -> None:
     logits = random_logits(rows=256, vocab=50, seed=7)
-    got = _sampling_step(logits.clone(), temperature, top_k, torch.Generator().manual_seed(0), **fns)
-    want = sample_next(logits, temperature, top_k, generator=torch.Generator().manual_seed(0))
-    if not torch.equal(got, want):
-        n = int((got != want).sum())
-        raise AssertionError(f"{what}: a sampling step built on your function drew different tokens than "
-                             f"labsupport.generate.sample_next with the same seed in {n} of {len(want)} rows")
+    t.record(f"{what} | draws", _sampling_step(logits.clone(), temperature, top_k, torch.Generator().manual_seed(0),
+                                               **fns))
 
 
 # ---------------------------------------------------------------------------------------------- checks
 
+TEMP_CASES = [(random_logits(seed=1), t) for t in (1.0, 0.3, 1.5, 2, 0.01, 100.0)]
+TEMP_CASES += [(random_logits(rows=1, vocab=7, seed=2)[0], 0.5), (tie_logits(), 0.7)]  # one row (V,); -inf kept
+_L = random_logits(seed=3)  # (8, 20)
+TOPK_CASES = [(_L, k) for k in (1, 3, 10, _L.size(-1) - 1, _L.size(-1), _L.size(-1) + 5)]  # k >= V keeps all
+TOPK_CASES += [(tie_logits(), k) for k in (1, 2, 3, 5)]  # ties with the k-th largest are kept
+TOPK_CASES += [(random_logits(rows=1, vocab=5, seed=4), 2)]
+
 
 @exercise("04.2", title="temperature scaling",
           hint="dividing every logit by T multiplies each log-odds by 1/T; return a new tensor, leave logits untouched",
-          hint2="one arithmetic operator on the tensor; not an in-place one such as /=")
-def check_temperature(student_apply_temperature: Callable) -> str:
-    cases = [(random_logits(seed=1), t) for t in (1.0, 0.3, 1.5, 2, 0.01, 100.0)]
-    cases += [(random_logits(rows=1, vocab=7, seed=2)[0], 0.5), (tie_logits(), 0.7)]  # one row (V,); -inf kept
-    for logits, t in cases:
-        got = _call(student_apply_temperature, logits.clone(), t, "apply_temperature")
-        _same(got.reshape(-1, logits.size(-1)), apply_temperature(logits, t).reshape(-1, logits.size(-1)),
-              f"apply_temperature(logits of shape {tuple(logits.shape)}, temperature={t})")
-    for t in (0.3, 1.0, 1.5):
-        _same_draws(f"temperature={t}", t, None, temp_fn=student_apply_temperature)
-    return f"{len(cases)} logit tensors scaled correctly; sampled tokens match sample_next at T = 0.3, 1.0, 1.5"
+          hint2="one arithmetic operator on the tensor; not an in-place one such as /=",
+          reference=["labsupport.generate:apply_temperature"],
+          judge=_judge(f"{len(TEMP_CASES)} logit tensors scaled correctly; sampled tokens match sample_next at "
+                       "T = 0.3, 1.0, 1.5"))
+def drive_temperature(t: Trace, apply_temperature: Callable) -> None:
+    for logits, temp in TEMP_CASES:
+        _record_call(t, apply_temperature, logits, temp,
+                     f"apply_temperature(logits of shape {tuple(logits.shape)}, temperature={temp})")
+    for temp in (0.3, 1.0, 1.5):
+        _record_draws(t, f"temperature={temp}", temp, None, temp_fn=apply_temperature)
 
 
 @exercise("04.3", title="top-k filtering",
           hint="each row has its own threshold, its k-th largest logit; everything below it gets probability 0, "
                "i.e. the logit -inf (ties with the threshold stay)",
           hint2="torch.topk(..., dim=-1).values gives each row's largest values in order; Tensor.masked_fill "
-                "returns a new tensor; cap k at the vocabulary size")
-def check_top_k(student_top_k_filter: Callable) -> str:
-    logits = random_logits(seed=3)  # (8, 20)
-    V = logits.size(-1)
-    cases = [(logits, k) for k in (1, 3, 10, V - 1, V, V + 5)]  # k >= V keeps everything
-    cases += [(tie_logits(), k) for k in (1, 2, 3, 5)]  # ties with the k-th largest are kept
-    cases += [(random_logits(rows=1, vocab=5, seed=4), 2)]
-    for lg, k in cases:
-        got = _call(student_top_k_filter, lg.clone(), k, "top_k_filter")
-        _same(got, top_k_filter(lg, k), f"top_k_filter(logits of shape {tuple(lg.shape)}, k={k})")
-    for t, k in ((1.0, 5), (0.7, 1), (1.5, 40)):
-        _same_draws(f"temperature={t}, top_k={k}", t, k, topk_fn=student_top_k_filter)
-    return f"{len(cases)} cases filtered correctly (ties, k >= V, -inf entries); sampled tokens match sample_next"
+                "returns a new tensor; cap k at the vocabulary size",
+          reference=["labsupport.generate:top_k_filter"],
+          judge=_judge(f"{len(TOPK_CASES)} cases filtered correctly (ties, k >= V, -inf entries); sampled tokens "
+                       "match sample_next"))
+def drive_top_k(t: Trace, top_k_filter: Callable) -> None:
+    for lg, k in TOPK_CASES:
+        _record_call(t, top_k_filter, lg, k, f"top_k_filter(logits of shape {tuple(lg.shape)}, k={k})")
+    for temp, k in ((1.0, 5), (0.7, 1), (1.5, 40)):
+        _record_draws(t, f"temperature={temp}, top_k={k}", temp, k, topk_fn=top_k_filter)
 
 
 # ---------------------------------------------------------------------------------------------- 04.1 the model

@@ -1,15 +1,14 @@
 """Self-checks for Lab 05 (streaming perplexity). Each compares the student's function with the reference in
-`labsupport.streaming` on small fixed inputs, edge cases included (no model, no data files: milliseconds)."""
+`labsupport.streaming` on small fixed inputs, edge cases included (no model, no data files: milliseconds).
+Drivers record the student's results; `compare` matches them with the same calls on the reference."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 
 import torch
 
-from labsupport import streaming
-from labsupport.check import exercise, expect_equal, short
+from labsupport.check import Trace, exercise, short
 
 
 def _raises_value_error(fn: Callable[[], object]) -> bool:
@@ -39,11 +38,11 @@ EXAMPLES = [
 @exercise("05.1", title="format an example",
           hint="the sentiment tag names the label (not its number) and comes first, then one space, then the "
                "verse as it is",
-          hint2="an f-string with the label name inside <sentiment_...>")
-def check_format_example(format_example: Callable) -> str:
+          hint2="an f-string with the label name inside <sentiment_...>",
+          reference=["labsupport.streaming:format_example"])
+def drive_format_example(t: Trace, format_example: Callable) -> None:
     for ex in EXAMPLES:
-        expect_equal(format_example(dict(ex)), streaming.format_example(ex), f"format_example({short(ex, 90)})")
-    return f"{len(EXAMPLES)} examples formatted like the reference"
+        t.record(f"format_example({short(ex, 90)})", format_example(dict(ex)))
 
 
 # ---------------------------------------------------------------------------------------------- 05.2
@@ -65,16 +64,15 @@ BLOCK_CASES = [  # (docs, block_size, stride)
           hint="a rolling buffer: add each document and an end-of-text token, emit a block whenever the buffer "
                "is full and slide it by the stride; at the end emit what is left only if no block covered it "
                "yet; reject bad sizes",
-          hint2="a list as the buffer, list.extend, yield buf[:block_size], del buf[:stride], raise ValueError")
-def check_make_blocks(make_blocks: Callable) -> str:
+          hint2="a list as the buffer, list.extend, yield buf[:block_size], del buf[:stride], raise ValueError",
+          reference=["labsupport.streaming:make_blocks"])
+def drive_make_blocks(t: Trace, make_blocks: Callable) -> None:
     for docs, block_size, stride in BLOCK_CASES:
-        want = list(streaming.make_blocks(docs, block_size, stride, EOS))
         got = make_blocks((list(d) for d in docs), block_size, stride, EOS)  # a generator, like a real stream
-        expect_equal([list(b) for b in got], want, f"make_blocks({docs}, block_size={block_size}, stride={stride})")
+        t.record(f"make_blocks({docs}, block_size={block_size}, stride={stride})", [list(b) for b in got])
     for block_size, stride in [(4, 0), (4, 5), (1, 1), (4, -1)]:
-        if not _raises_value_error(lambda b=block_size, s=stride: make_blocks([[1, 2, 3]], b, s, EOS)):
-            raise AssertionError(f"make_blocks(..., block_size={block_size}, stride={stride}) should raise ValueError")
-    return f"{len(BLOCK_CASES)} streams blocked like the reference; bad sizes raise ValueError"
+        t.record(f"make_blocks(..., block_size={block_size}, stride={stride}) raises ValueError",
+                 _raises_value_error(lambda b=block_size, s=stride: make_blocks([[1, 2, 3]], b, s, EOS)))
 
 
 # ---------------------------------------------------------------------------------------------- 05.3
@@ -92,16 +90,15 @@ LOSS_CASES = [  # (losses, n_tokens)
 @exercise("05.3", title="perplexity from losses",
           hint="perplexity is the exponential of the mean loss per token; with token counts each loss counts as "
                "often as the tokens behind it; with no losses there is nothing to average",
-          hint2="math.exp of a weighted mean: sum of loss times count over the sum of counts; raise ValueError")
-def check_perplexity(perplexity_from_losses: Callable) -> str:
+          hint2="math.exp of a weighted mean: sum of loss times count over the sum of counts; raise ValueError",
+          reference=["labsupport.streaming:perplexity_from_losses"], options={"rtol": 1e-6, "atol": 0.0})
+def drive_perplexity(t: Trace, perplexity_from_losses: Callable) -> None:
     for losses, n_tokens in LOSS_CASES:
-        want = streaming.perplexity_from_losses(losses, n_tokens)
-        got = perplexity_from_losses(losses, n_tokens) if n_tokens is not None else perplexity_from_losses(losses)
-        if not isinstance(got, (float, int)) and not (torch.is_tensor(got) and got.numel() == 1):
-            raise AssertionError(f"perplexity_from_losses should return a number, got {type(got).__name__}")
-        if not math.isclose(float(got), want, rel_tol=1e-6):
-            raise AssertionError(f"perplexity_from_losses({short(losses)}, n_tokens={n_tokens}): "
-                                 f"expected {want:.6g}, got {float(got):.6g}")
-    if not _raises_value_error(lambda: perplexity_from_losses([])):
-        raise AssertionError("perplexity_from_losses([]) should raise ValueError (nothing was evaluated)")
-    return f"{len(LOSS_CASES)} cases match exp(mean loss), weighted and unweighted"
+        inp = losses.clone() if isinstance(losses, torch.Tensor) else list(losses)
+        got = perplexity_from_losses(inp, n_tokens) if n_tokens is not None else perplexity_from_losses(inp)
+        if type(got) is torch.Tensor and got.numel() == 1:
+            got = got.item()
+        t.record(f"perplexity_from_losses({short(losses)}, n_tokens={n_tokens})", float(got) if type(got) is int
+                 else got)
+    t.record("perplexity_from_losses([]) raises ValueError (nothing was evaluated)",
+             _raises_value_error(lambda: perplexity_from_losses([])))

@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from labsupport import lstm
-from labsupport.check import Trace, WrongAnswer, exercise
+from labsupport.check import Records, Trace, WrongAnswer, exercise
 from labsupport.config import CfgNode
-from labsupport.lstm import lm_loss
-from labsupport.textdata import IGNORE_INDEX, PAD_ID, lm_collate_fn
+from labsupport.core import IGNORE_INDEX
+from labsupport.textdata import PAD_ID, lm_collate_fn
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -31,6 +31,12 @@ def _close(got: object, want: float, what: str, tol: float = 1e-5) -> None:
     got = float(got.detach()) if isinstance(got, torch.Tensor) else got
     if not isinstance(got, float | int) or not math.isclose(got, want, rel_tol=tol, abs_tol=tol):
         raise AssertionError(f"{what}: expected {want:.6f}, got {got!r}")
+
+
+def _got(got: Records, label: str) -> object:
+    if label not in got:
+        raise WrongAnswer(f"{label}: no result recorded")
+    return got[label]
 
 
 # ---------------------------------------------------------------------------------------------- 06.1
@@ -191,12 +197,7 @@ def drive_lstm_model(t: Trace, LSTMLanguageModel: type) -> None:
 # ---------------------------------------------------------------------------------------------- 06.3
 
 
-@exercise("06.3", title="cross-entropy that ignores pads",
-          hint="the mean must run over the real targets only: a pad target adds nothing to the sum and is not "
-               "counted in the denominator",
-          hint2="F.cross_entropy takes (N, V) logits, (N,) targets and an ignore_index; or reduction='none' and a "
-                "mask targets != pad_id")
-def check_masked_loss(masked_lm_loss: Callable) -> str:
+def _loss_cases() -> list[tuple[torch.Tensor, torch.Tensor, int]]:
     g = _gen(1)
     cases = []
     for B, T, V, pad_id in [(2, 5, 7, 1), (3, 4, 11, 0), (1, 6, 5, 4), (4, 8, 13, 1)]:
@@ -206,20 +207,47 @@ def check_masked_loss(masked_lm_loss: Callable) -> str:
         if B > 2:
             targets[1] = pad_id  # a row that is all padding
         cases.append((logits, targets, pad_id))
-    for logits, targets, pad_id in cases:
-        want = lm_loss(logits, targets, pad_id)
+    return cases
+
+
+LOSS_CASES = _loss_cases()
+
+
+def _judge_loss(got: Records, want: Records) -> str:
+    for logits, targets, pad_id in LOSS_CASES:
+        what = f"loss for logits {tuple(logits.shape)}, pad_id={pad_id}"
+        g, w = _got(got, f"{what}: loss"), want[f"{what}: loss"].item()
+        if type(g) is not torch.Tensor or g.dim() != 0:
+            raise WrongAnswer(f"return a 0-d tensor (the mean loss), got {str(g)[:60]}")
+        counted = F.cross_entropy(logits.flatten(0, 1), targets.flatten()).item()
+        if math.isclose(g.item(), counted, rel_tol=1e-5) and not math.isclose(counted, w, rel_tol=1e-5):
+            raise WrongAnswer(f"your loss {g.item():.4f} counts the pad positions (pad_id={pad_id}); "
+                              f"without them it is {w:.4f}")
+        _close(g, w, what)
+        if _got(got, f"{what}: differentiable") is not True:
+            raise WrongAnswer("the loss must stay differentiable (no .item(), no numpy)")
+        if _got(got, f"{what}: largest gradient at a pad position") != 0.0:
+            raise WrongAnswer("pad positions must get no gradient (they must not be in the loss at all)")
+    return f"{len(LOSS_CASES)} losses match the reference and pads get no gradient"
+
+
+@exercise("06.3", title="cross-entropy that ignores pads",
+          hint="the mean must run over the real targets only: a pad target adds nothing to the sum and is not "
+               "counted in the denominator",
+          hint2="F.cross_entropy takes (N, V) logits, (N,) targets and an ignore_index; or reduction='none' and a "
+                "mask targets != pad_id",
+          reference=["labsupport.lstm:lm_loss"], judge=_judge_loss)
+def drive_masked_loss(t: Trace, masked_lm_loss: Callable) -> None:
+    for logits, targets, pad_id in LOSS_CASES:
+        what = f"loss for logits {tuple(logits.shape)}, pad_id={pad_id}"
         leaf = logits.clone().requires_grad_(True)
         got = masked_lm_loss(leaf, targets.clone(), pad_id)
-        if not isinstance(got, torch.Tensor) or got.dim() != 0:
-            raise AssertionError(f"return a 0-d tensor (the mean loss), got {got!r:.60}")
-        counted = F.cross_entropy(logits.flatten(0, 1), targets.flatten()).item()
-        if math.isclose(got.item(), counted, rel_tol=1e-5) and not math.isclose(counted, want.item(), rel_tol=1e-5):
-            raise AssertionError(f"your loss {got.item():.4f} counts the pad positions (pad_id={pad_id}); "
-                                 f"without them it is {want.item():.4f}")
-        _close(got, want.item(), f"loss for logits {tuple(logits.shape)}, pad_id={pad_id}")
-        if not got.requires_grad:
-            raise AssertionError("the loss must stay differentiable (no .item(), no numpy)")
-        got.backward()
-        if leaf.grad is None or leaf.grad[targets == pad_id].abs().max() > 0:
-            raise AssertionError("pad positions must get no gradient (they must not be in the loss at all)")
-    return f"{len(cases)} losses match the reference and pads get no gradient"
+        ok = type(got) is torch.Tensor
+        t.record(f"{what}: loss", got.detach() if ok else got)
+        t.record(f"{what}: differentiable", ok and got.requires_grad)
+        pad_grad = float("inf")
+        if ok and got.requires_grad and got.dim() == 0:
+            got.backward()
+            if leaf.grad is not None:
+                pad_grad = float(leaf.grad[targets == pad_id].abs().max())
+        t.record(f"{what}: largest gradient at a pad position", pad_grad)

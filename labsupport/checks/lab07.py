@@ -40,92 +40,83 @@ def _ids(t: object) -> list:
     return t.tolist() if isinstance(t, (torch.Tensor, np.ndarray)) else [list(x) for x in t]
 
 
+BATCH = {"idx": list(range(len(SENTENCES))), "sentence": list(SENTENCES), "label": [1, 0, 0, 1, 0]}
+
+
 @exercise("07.3", title="tokenize, then pad each batch to its longest sequence",
           hint="tokenizing cuts long sentences but pads nothing; the collate function pads each batch on the right, "
                "only up to its longest sentence: ids with the pad id, the mask with 0 (pads are not real tokens)",
           hint2="the tokenizer's truncation and max_length arguments; in collate torch.full / torch.zeros of shape "
-                "(B, longest) and the key 'labels' (what the 🤗 model's forward takes)")
-def check_tokenize_and_collate(tokenize_batch: Callable, collate: Callable) -> str:
+                "(B, longest) and the key 'labels' (what the 🤗 model's forward takes)",
+          reference=["labsupport.classify:tokenize_batch", "labsupport.classify:pad_collate"])
+def drive_tokenize_and_collate(t: Trace, tokenize_batch: Callable, collate: Callable) -> None:
     tok = toy_tokenizer()
-    batch = {"idx": list(range(len(SENTENCES))), "sentence": list(SENTENCES), "label": [1, 0, 0, 1, 0]}
     for max_length in (64, 4):
-        got = tokenize_batch(dict(batch), tok, max_length)
-        want = classify.tokenize_batch(batch, tok, max_length)
+        got = tokenize_batch({k: list(v) for k, v in BATCH.items()}, tok, max_length)
         for key in ("input_ids", "attention_mask"):
             if key not in got:
                 raise AssertionError(f"tokenize_batch must return {key!r} (got keys {sorted(got)})")
-            rows = _ids(got[key])
-            if len(rows) != len(SENTENCES):
-                raise AssertionError(f"tokenize_batch(...)[{key!r}] has {len(rows)} rows, one per sentence expected")
-            for sentence, row, ref in zip(SENTENCES, rows, want[key]):
-                if row != ref:
-                    raise AssertionError(f"tokenize_batch(..., max_length={max_length})[{key!r}] for {sentence!r}: "
-                                         f"expected {ref}, got {row} (truncate to max_length; do not pad here)")
-    enc = classify.tokenize_batch(batch, tok, 64)
+            t.record(f"tokenize_batch(..., max_length={max_length})[{key!r}] (truncate to max_length; do not pad "
+                     "here)", _ids(got[key]))
+    enc = tok(list(SENTENCES), truncation=True, max_length=64)  # the features a dataset map would give
     features = [{"input_ids": i, "attention_mask": m, "label": y}
-                for i, m, y in zip(enc["input_ids"], enc["attention_mask"], batch["label"])]
+                for i, m, y in zip(enc["input_ids"], enc["attention_mask"], BATCH["label"], strict=True)]
     for rows, pad_id in [(features[:3], tok.pad_token_id), (features[1:], 50256), (features[3:4], 7)]:
-        got = collate([dict(f) for f in rows], pad_id)
-        want = classify.pad_collate(rows, pad_id)
+        got = collate([{k: list(v) if isinstance(v, list) else v for k, v in f.items()} for f in rows], pad_id)
         where = f"collate(<features of lengths {[len(r['input_ids']) for r in rows]}>, pad_token_id={pad_id})"
-        for key, value in want.items():
+        for key in ("input_ids", "attention_mask", "labels"):
             if key not in got:
                 raise AssertionError(f"collate must return {key!r} (got keys {sorted(got)}); the model reads 'labels'")
-            g = torch.as_tensor(got[key])
-            if g.shape != value.shape:
-                raise AssertionError(f"{where}[{key!r}] has shape {tuple(g.shape)}, expected {tuple(value.shape)} "
-                                     "(pad to the longest sequence in the batch)")
-            if not torch.equal(g.long(), value):
-                raise AssertionError(f"{where}[{key!r}]: expected {value.tolist()}, got {g.tolist()}")
-    return "truncation, dynamic padding, attention masks and labels match the reference"
+            t.record(f"{where}[{key!r}] (pad to the longest sequence in the batch)", torch.as_tensor(got[key]))
+
+
+ACCURACY_CASES = [
+    (torch.tensor([[2.0, 1.0], [0.1, 0.3], [5.0, -1.0], [0.0, 1.0]]), torch.tensor([0, 1, 1, 0])),
+    (torch.randn(9, 4, generator=torch.Generator().manual_seed(7)),
+     torch.randint(4, (9,), generator=torch.Generator().manual_seed(8))),  # more rows than classes
+    (torch.randn(3, 5, generator=torch.Generator().manual_seed(9)),
+     torch.randint(5, (3,), generator=torch.Generator().manual_seed(10))),  # more classes than rows
+]
+ACCURACY_CASES += [(logits, logits.argmax(-1)) for logits, _ in ACCURACY_CASES[:1]]  # all right
+ACCURACY_CASES += [(logits.numpy().astype(np.float32), labels.numpy()) for logits, labels in ACCURACY_CASES[:3]]
 
 
 @exercise("07.4", title="accuracy from logits",
           hint="a row's prediction is its class with the largest logit; accuracy is the share of rows whose "
                "prediction equals the label; the 🤗 Trainer passes numpy arrays, your own code may pass tensors",
-          hint2="np.asarray(...) accepts both; argmax over the last axis; return a Python float")
-def check_accuracy(accuracy_from_logits: Callable) -> str:
-    g = torch.Generator().manual_seed(7)
-    cases = [
-        (torch.tensor([[2.0, 1.0], [0.1, 0.3], [5.0, -1.0], [0.0, 1.0]]), torch.tensor([0, 1, 1, 0])),
-        (torch.randn(9, 4, generator=g), torch.randint(4, (9,), generator=g)),  # more rows than classes
-        (torch.randn(3, 5, generator=g), torch.randint(5, (3,), generator=g)),  # more classes than rows
-    ]
-    cases += [(logits, logits.argmax(-1)) for logits, _ in cases[:1]]  # all right
-    cases += [(logits.numpy().astype(np.float32), labels.numpy()) for logits, labels in cases[:3]]
-    for logits, labels in cases:
-        want = classify.accuracy(logits, labels)
-        got = accuracy_from_logits(logits, labels)
+          hint2="np.asarray(...) accepts both; argmax over the last axis; return a Python float",
+          reference=["labsupport.classify:accuracy"], options={"atol": 1e-6, "rtol": 0.0})
+def drive_accuracy(t: Trace, accuracy_from_logits: Callable) -> None:
+    for logits, labels in ACCURACY_CASES:
+        got = accuracy_from_logits(logits.copy() if isinstance(logits, np.ndarray) else logits.clone(),
+                                   labels.copy() if isinstance(labels, np.ndarray) else labels.clone())
         try:
             value = float(got)
         except (TypeError, ValueError):
             raise AssertionError(f"accuracy_from_logits must return a number, got {type(got).__name__}") from None
-        if abs(value - want) > 1e-6:
-            kind = type(logits).__name__
-            raise AssertionError(f"accuracy_from_logits({kind} logits of shape {tuple(logits.shape)}, labels "
-                                 f"{labels.tolist()}): expected {want:.4f}, got {value:.4f}")
-    return f"{len(cases)} cases (tensors and numpy arrays) match"
+        t.record(f"accuracy_from_logits({type(logits).__name__} logits of shape {tuple(logits.shape)}, labels "
+                 f"{labels.tolist()})", value)
+
+
+P = 5
+LAST_CASES = [
+    ("right-padded", torch.tensor([[8, 9, 3, P, P], [4, P, P, P, P], [1, 2, 3, 4, 6]]), P),
+    ("left-padded", torch.tensor([[P, P, 8, 9, 3], [P, P, P, P, 4], [1, 2, 3, 4, 6]]), P),
+    ("unpadded", torch.tensor([[0, 0, 1], [2, 1, 0]]), 50256),  # token id 0 is a real token here
+    ("pad id 0", torch.tensor([[3, 7, 0, 0], [9, 0, 0, 0]]), 0),
+]
 
 
 @exercise("07.1", title="index of the last real token",
           hint="for each row, the largest position holding a real (non-pad) token; counting the real tokens only "
                "works for right padding, and a row may be padded on the left or not at all",
-          hint2="a boolean mask input_ids != pad_id, positions from torch.arange, and an argmax over dim 1")
-def check_last_token_index(last_token_index: Callable) -> str:
-    P = 5
-    cases = [
-        ("right-padded", torch.tensor([[8, 9, 3, P, P], [4, P, P, P, P], [1, 2, 3, 4, 6]]), P),
-        ("left-padded", torch.tensor([[P, P, 8, 9, 3], [P, P, P, P, 4], [1, 2, 3, 4, 6]]), P),
-        ("unpadded", torch.tensor([[0, 0, 1], [2, 1, 0]]), 50256),  # token id 0 is a real token here
-        ("pad id 0", torch.tensor([[3, 7, 0, 0], [9, 0, 0, 0]]), 0),
-    ]
-    for name, ids, pad_id in cases:
-        want = classify.last_token_index(ids, pad_id)
-        got = torch.as_tensor(last_token_index(ids.clone(), pad_id))
-        if got.tolist() != want.tolist():
-            raise AssertionError(f"{name} batch {ids.tolist()} (pad_id={pad_id}): expected {want.tolist()}, "
-                                 f"got {got.tolist()}")
-    return "right-, left- and unpadded batches give the right positions"
+          hint2="a boolean mask input_ids != pad_id, positions from torch.arange, and an argmax over dim 1",
+          reference=["labsupport.classify:last_token_index"])
+def drive_last_token_index(t: Trace, last_token_index: Callable) -> None:
+    for name, ids, pad_id in LAST_CASES:
+        got = last_token_index(ids.clone(), pad_id)
+        t.record(f"{name} batch {ids.tolist()} (pad_id={pad_id})",
+                 torch.as_tensor(got).long() if type(got) in (torch.Tensor, list, np.ndarray) else got)
 
 
 CLF_PAD = 1

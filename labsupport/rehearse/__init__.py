@@ -156,3 +156,29 @@ def serving(mirror: Path | None = None, keep_logs: Path | None = None) -> Iterat
             keep_logs.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(server.log, keep_logs / "rehearsal-server.log")
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(labs: list[str] | None, out: Path, timeout: int, serve: bool) -> int:
+    """`python -m labsupport rehearse`: every lab (or `labs`) in `full` against the rehearsal server."""
+    from labsupport.rehearse import mirror as mirror_mod
+
+    print("[labsupport] building the hub-shaped mirror (cached after the first run) ...", flush=True)
+    mirror = mirror_mod.mirror_dir()
+    with serving(mirror, keep_logs=out) as server:
+        hf_home = Path(tempfile.mkdtemp(prefix="labsupport-hf-home-"))
+        env = client_env(server.endpoint, hf_home)
+        print(f"[labsupport] rehearsal hub at {server.endpoint} (olah {OLAH_VERSION}, local mirror {mirror})")
+        try:
+            if serve:
+                exports = " ".join(f"{k}={v}" for k, v in env.items() if v is not None)
+                print(f"[labsupport] serving until Ctrl-C; in another shell:\n  export {exports}\n"
+                      f"  unset {' '.join(CLEARED_ENV)}", flush=True)
+                with contextlib.suppress(KeyboardInterrupt):
+                    server.process.wait()
+                return 0
+            from labsupport.runner import REPO, find_labs, run_labs
+
+            print("[labsupport] LABSUPPORT_PROFILE unset: each lab's setup() must detect full by itself")
+            return run_labs(find_labs(REPO / "notebooks", labs), None, timeout, out, "tiny", **env)
+        finally:
+            shutil.rmtree(hf_home, ignore_errors=True)

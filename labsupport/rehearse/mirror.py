@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-MIRROR_VERSION = "v2"  # bump when the content below changes, so cached mirrors are rebuilt
+MIRROR_VERSION = "v3"  # bump when the content below changes, so cached mirrors are rebuilt
 
 # hub id -> (config name or None, {split: path in repo})
 DATASETS: dict[str, tuple[str | None, dict[str, str]]] = {
@@ -74,10 +74,14 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 def _gpt2(out: Path) -> None:
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GenerationConfig, GPT2Config, GPT2Model
 
-    cfg = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=32, n_layer=2, n_head=2)
-    GPT2LMHeadModel(cfg).save_pretrained(out)
+    # Like the real checkpoint: the bare transformer's weights (wte, h.0..., no "transformer." prefix, no lm_head:
+    # it is tied to wte) under a config whose architectures say GPT2LMHeadModel.
+    cfg = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=32, n_layer=2, n_head=2,
+                     architectures=["GPT2LMHeadModel"])
+    GPT2Model(cfg).save_pretrained(out)
+    GenerationConfig(bos_token_id=50256, eos_token_id=50256).save_pretrained(out)
     _gpt2_bpe_files(out, tokenizer_json=True)
     _write_json(out / "tokenizer_config.json", {"model_max_length": 1024})
 
@@ -97,7 +101,7 @@ def _gpt_neo(out: Path) -> None:
 
 
 def _bert(out: Path) -> None:
-    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+    from transformers import BertConfig, BertForPreTraining, BertTokenizerFast
 
     from labsupport.offline import package_dir
 
@@ -105,9 +109,11 @@ def _bert(out: Path) -> None:
     tok = BertTokenizerFast(vocab=str(out / "vocab.txt"), do_lower_case=True)  # transformers 5: vocab=, not vocab_file=
     tok.backend_tokenizer.save(str(out / "tokenizer.json"))
     _write_json(out / "tokenizer_config.json", {"do_lower_case": True, "model_max_length": 512})
+    # Like the real checkpoint (converted from Google's pre-training run): encoder, pooler and both pre-training
+    # heads (cls.predictions, cls.seq_relationship), under a config whose architectures say BertForMaskedLM.
     cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=64, max_position_embeddings=512)
-    BertForMaskedLM(cfg).save_pretrained(out)
+                     intermediate_size=64, max_position_embeddings=512, architectures=["BertForMaskedLM"])
+    BertForPreTraining(cfg).save_pretrained(out)
 
 
 MODEL_BUILDERS: dict[str, Callable[[Path], None]] = {
