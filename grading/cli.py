@@ -31,7 +31,11 @@ def _hidden(value: Path | None) -> Path | None:
 def cmd_release(args) -> int:
     from grading.release import release
 
-    for path, changed in release(args.notebooks, args.out, _labs(args.labs)):
+    if args.strip_answers and args.out.resolve() == (NOTEBOOKS_DIR / "student").resolve():
+        print("--strip-answers writes graded-questions notebooks: give them their own --out folder "
+              "(notebooks/student/ keeps the answers for self-study)")
+        return 2
+    for path, changed in release(args.notebooks, args.out, _labs(args.labs), answers=not args.strip_answers):
         print(f"{'wrote    ' if changed else 'unchanged'} {path}")
     return 0
 
@@ -160,6 +164,8 @@ def parser() -> argparse.ArgumentParser:
     s = add("release", cmd_release, "solution notebooks -> student notebooks (solutions stubbed, outputs cleared)")
     s.add_argument("--labs", help="comma-separated lab numbers (default: all)")
     s.add_argument("--out", type=Path, default=NOTEBOOKS_DIR / "student")
+    s.add_argument("--strip-answers", action="store_true",
+                   help="also replace the <details> answers of the questions by YOUR ANSWER HERE (to grade them)")
     s = add("check", cmd_check, "run the public check of one exercise against your notebook")
     s.add_argument("exercise", help='exercise id, e.g. "01.2"')
     s.add_argument("notebook", type=Path, nargs="?", help="your notebook (default notebooks/student/NN_*.ipynb)")

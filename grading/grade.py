@@ -176,7 +176,9 @@ def _record(grader: Grader, sub: Submission, seed: int, isolation: dict, outcome
             else:
                 passed, message = grader.judges.verdict(t.key, seed, got)
                 seconds = got.get("seconds", 0.0)
-            hint = EXERCISES[t.public].hint if t.public and not passed else ""
+            checked = EXERCISES[t.public] if t.public and not passed else None  # feedback: both hint levels
+            hint = "" if checked is None else checked.hint + (
+                f" (more specifically: {checked.hint2})" if checked.hint2 else "")
             tests.append({"key": t.key, "name": t.name, "kind": t.kind, "passed": passed,
                           "message": _cap(message), "hint": hint, "seconds": seconds,
                           "max_points": t.points, "points": t.points if passed else 0.0})

@@ -25,6 +25,14 @@ STUB_CODE = "{indent}# YOUR CODE HERE\n{indent}raise NotImplementedError"
 STUB_MARKDOWN = "YOUR ANSWER HERE"
 BADGE = re.compile(r"(/blob/[^/\s)]+/notebooks/)(?=\d\d_)")
 VOLATILE_CELL_METADATA = ("execution", "collapsed", "scrolled", "ExecuteTime")
+# an answer in markdown: <details><summary>...</summary> BODY </details>; --strip-answers replaces BODY
+DETAILS = re.compile(r"(<details>\s*<summary>.*?</summary>)(.*?)(</details>)", re.S | re.I)
+
+
+def strip_answers(source: str) -> str:
+    """Replace the body of every ``<details>`` answer by YOUR ANSWER HERE (for instructors who grade the
+    questions); the summary line stays, so the student still sees where to answer."""
+    return DETAILS.sub(lambda m: f"{m.group(1)}\n\n{STUB_MARKDOWN}\n\n{m.group(3)}", source)
 
 
 class ReleaseError(ValueError):
@@ -70,8 +78,12 @@ def _is_locked(source: str) -> bool:
     return bool(CHECK_CALL.search(source)) or any(BEGIN_HIDDEN.match(x) for x in source.splitlines())
 
 
-def release_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
-    """Return the student version of solution notebook `nb` (the input is not modified)."""
+def release_notebook(nb: nbformat.NotebookNode, name: str = "notebook",
+                     answers: bool = True) -> nbformat.NotebookNode:
+    """Return the student version of solution notebook `nb` (the input is not modified).
+
+    `answers=False` also replaces the answers to the markdown questions (``<details>``) by YOUR ANSWER HERE.
+    """
     nb = copy.deepcopy(nb)
     nb.metadata.pop("widgets", None)
     cells = []
@@ -84,6 +96,8 @@ def release_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbfor
         original = cell.source
         if cell.cell_type == "markdown":
             cell.source = BADGE.sub(r"\1student/", stub_source(original, "markdown", where))
+            if not answers:
+                cell.source = strip_answers(cell.source)
         elif cell.cell_type == "code":
             cell.source = stub_source(original, "code", where)
             cell.outputs = []
@@ -98,11 +112,11 @@ def release_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbfor
     return nb
 
 
-def released_text(solution: str | Path) -> str:
+def released_text(solution: str | Path, answers: bool = True) -> str:
     """The exact file content `release` writes for one solution notebook."""
     solution = Path(solution)
     nb = nbformat.read(solution, as_version=4)
-    text = nbformat.writes(release_notebook(nb, solution.name))
+    text = nbformat.writes(release_notebook(nb, solution.name, answers))
     return text if text.endswith("\n") else text + "\n"
 
 
@@ -117,12 +131,16 @@ def solution_notebooks(notebooks: Path, labs: list[str] | None = None) -> list[P
     return found
 
 
-def release(notebooks: Path, out: Path, labs: list[str] | None = None) -> list[tuple[Path, bool]]:
-    """Write the student version of each solution notebook; return (path, changed) pairs."""
+def release(notebooks: Path, out: Path, labs: list[str] | None = None,
+            answers: bool = True) -> list[tuple[Path, bool]]:
+    """Write the student version of each solution notebook; return (path, changed) pairs.
+
+    `answers=False` (``release --strip-answers``) also blanks the answers to the markdown questions.
+    """
     out.mkdir(parents=True, exist_ok=True)
     done = []
     for path in solution_notebooks(notebooks, labs):
-        text = released_text(path)
+        text = released_text(path, answers)
         target = out / path.name
         changed = not target.exists() or target.read_text() != text
         if changed:

@@ -8,8 +8,9 @@ the same ``from_pretrained(local_dir)`` path as real checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,14 +229,30 @@ def model_source(name: str, profile: str | None = None) -> str:
     return require_hub(name, asset.full) if prof == "full" else str(local_model_dir(name, prof))
 
 
-def load_model(name: str, cls: Any = None, profile: str | None = None, **kwargs: Any):
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Hide 🤗 warnings that are expected (e.g. the LOAD REPORT of a new classification head, which is
+    MISSING from the checkpoint by design), restoring the previous verbosity afterwards. Errors still show."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+
+
+def load_model(name: str, cls: Any = None, profile: str | None = None, quiet: bool = False, **kwargs: Any):
     """Load a model asset with `cls.from_pretrained` (default `AutoModel`, the bare model).
 
-    A bare model loaded from a checkpoint saved with task heads (the hub's bert-base-uncased carries its
-    pre-training heads) makes transformers print a LOAD REPORT listing those heads as UNEXPECTED: expected,
-    so it is kept quiet; weights the bare model needed but did not find still raise a warning."""
+    `quiet` hides expected 🤗 warnings (a task head that is new by design). A bare model loaded from a
+    checkpoint saved with task heads (the hub's bert-base-uncased carries its pre-training heads) makes
+    transformers print a LOAD REPORT listing those heads as UNEXPECTED: expected, so it is kept quiet; weights
+    the bare model needed but did not find still raise a warning."""
     if cls is not None:
-        return cls.from_pretrained(model_source(name, profile), **kwargs)
+        with quiet_transformers() if quiet else contextlib.nullcontext():
+            return cls.from_pretrained(model_source(name, profile), **kwargs)
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 

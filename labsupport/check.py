@@ -32,6 +32,10 @@ than values (e.g. naming a typical mistake); ``reference=None`` runs no referenc
 ``success="..."`` is the note printed on a pass. Tests: tests/test_checks_labNN.py (the reference passes,
 typical wrong answers fail with a clear message).
 Grading specs name checks by id; the private hidden tests use the same two halves (grading/README.md).
+
+Hints come in two levels: ``hint`` names the concept; ``hint2``, printed from the second failure of the same
+exercise on, points at the API to use. Neither contains the solution's code (``tests/test_hints.py`` compares
+them with the solution notebooks).
 """
 
 from __future__ import annotations
@@ -314,6 +318,7 @@ class Exercise:
     judge: Callable[..., str | None] = compare
     options: Mapping[str, Any] = field(default_factory=dict)
     success: str = ""  # the note shown on a pass (default: the judge's)
+    hint2: str = ""  # level 2, shown on a repeated failure: the API to use
 
     def run_options(self, overrides: Mapping[str, Any] | None = None, seed: int = 0) -> dict[str, Any]:
         """The driver/judge options: the check's defaults, then the spec's (which always win), then seed."""
@@ -321,11 +326,12 @@ class Exercise:
 
 
 EXERCISES: dict[str, Exercise] = {}
+FAILURES: dict[str, int] = {}  # failed `check` calls per exercise in this process: picks the hint level
 
 
 def exercise(id: str, title: str, hint: str, reference: list[str] | None = None,
              judge: Callable[..., str | None] | None = None, options: Mapping[str, Any] | None = None,
-             success: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+             success: str = "", hint2: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a driver under an exercise id (see the module docstring)."""
 
     def wrap(drive: Callable[..., Any]) -> Callable[..., Any]:
@@ -334,7 +340,7 @@ def exercise(id: str, title: str, hint: str, reference: list[str] | None = None,
         if reference is None and judge is None:
             raise ValueError(f"exercise {id!r}: give `reference=` (compared by `compare`) or a custom `judge=`")
         EXERCISES[id] = Exercise(id, title, hint, drive, tuple(reference) if reference is not None else None,
-                                 judge or compare, dict(options or {}), success)
+                                 judge or compare, dict(options or {}), success, hint2=hint2)
         return drive
 
     return wrap
@@ -450,6 +456,12 @@ def check(id: str, *args: Any, **options: Any) -> CheckResult:
     ok, msg = run_check(id, *args, **options)
     if ok:
         print(f"PASS  exercise {id} ({ex.title}): {msg}")
-    else:
+    else:  # the concept hint first; from the second failure of the same exercise on, the API hint too
+        FAILURES[id] = FAILURES.get(id, 0) + 1
         print(f"FAIL  exercise {id} ({ex.title}): {msg}\n      hint: {ex.hint}")
+        if ex.hint2:
+            if FAILURES[id] > 1:
+                print(f"      hint 2: {ex.hint2}")
+            else:
+                print("      (run the check again after a change: a second failure shows a more specific hint)")
     return CheckResult(id, ok, msg)

@@ -50,14 +50,9 @@ def last_token_index(idx: torch.Tensor, pad_id: int) -> torch.Tensor:
     return (positions * real).argmax(dim=1)  # the largest position holding a real token
 
 
-class GPTClassifier(nn.Module):
-    """A GPT with a classification head beside its LM head, reading the last real token's hidden state.
-
-    forward(idx (B, T), targets (B,) or None, lengths (B,) or None) -> (logits (B, n_classes), loss or None),
-    so `labsupport.trainer.Trainer` (which calls `model(x, y)`) trains it. Without `lengths` the last real
-    token is found from `pad_id`. Inputs must be RIGHT-padded: the lab GPT has no attention mask and learned
-    absolute positions, so left padding would shift positions and let real tokens attend to pads.
-    """
+class ClassifierLayers(nn.Module):
+    """A GPT (`self.gpt`, LM head included) with a classification head beside it (`self.classifier`), and
+    `set_trainable`; `GPTClassifier` adds the forward pass (Lab 07 subclasses this and writes its own)."""
 
     def __init__(self, gpt: nn.Module, n_classification_class: int, pad_id: int = PAD_ID):
         super().__init__()
@@ -69,19 +64,6 @@ class GPTClassifier(nn.Module):
         self.classifier = nn.Linear(gpt.config.n_embd, n_classification_class)
         nn.init.normal_(self.classifier.weight, mean=0.0, std=0.02)  # GPT-2's init, like the LM head
         nn.init.zeros_(self.classifier.bias)
-
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        h = self.gpt.forward_hidden(idx)  # (B, T, C)
-        last = last_token_index(idx, self.pad_id) if lengths is None else lengths.to(idx.device).long() - 1
-        pooled = h[torch.arange(idx.size(0), device=idx.device), last]  # (B, C)
-        logits = fp32_logits(self.classifier, pooled)  # (B, n_classes), float32 under autocast
-        loss = None
-        if targets is not None:
-            if targets.shape != (idx.size(0),):
-                raise ValueError(f"targets must be (B,) = ({idx.size(0)},) class ids, got {tuple(targets.shape)}")
-            loss = F.cross_entropy(logits, targets)
-        return logits, loss
 
     def set_trainable(self, mode: str) -> list[str]:
         """Choose what fine-tuning updates; returns the names of the trainable parameters.
@@ -98,6 +80,29 @@ class GPTClassifier(nn.Module):
         for name, p in self.named_parameters():
             p.requires_grad_(name.startswith(prefixes))
         return [name for name, p in self.named_parameters() if p.requires_grad]
+
+
+class GPTClassifier(ClassifierLayers):
+    """A GPT with a classification head beside its LM head, reading the last real token's hidden state.
+
+    forward(idx (B, T), targets (B,) or None, lengths (B,) or None) -> (logits (B, n_classes), loss or None),
+    so `labsupport.trainer.Trainer` (which calls `model(x, y)`) trains it. Without `lengths` the last real
+    token is found from `pad_id`. Inputs must be RIGHT-padded: the lab GPT has no attention mask and learned
+    absolute positions, so left padding would shift positions and let real tokens attend to pads.
+    """
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        h = self.gpt.forward_hidden(idx)  # (B, T, C)
+        last = last_token_index(idx, self.pad_id) if lengths is None else lengths.to(idx.device).long() - 1
+        pooled = h[torch.arange(idx.size(0), device=idx.device), last]  # (B, C)
+        logits = fp32_logits(self.classifier, pooled)  # (B, n_classes), float32 under autocast
+        loss = None
+        if targets is not None:
+            if targets.shape != (idx.size(0),):
+                raise ValueError(f"targets must be (B,) = ({idx.size(0)},) class ids, got {tuple(targets.shape)}")
+            loss = F.cross_entropy(logits, targets)
+        return logits, loss
 
 
 # ---------------------------------------------------------------------------------------------- Part A data
@@ -233,6 +238,6 @@ def precision_kwargs(device: torch.device | str, model: nn.Module | None = None)
 
 
 __all__ = [
-    "TRAINABLE_MODES", "ClassificationDataset", "GPTClassifier", "accuracy", "compute_metrics", "count_parameters",
-    "finetune", "last_token_index", "pad_collate", "precision_kwargs", "tokenize_batch",
+    "TRAINABLE_MODES", "ClassificationDataset", "ClassifierLayers", "GPTClassifier", "accuracy", "compute_metrics",
+    "count_parameters", "finetune", "last_token_index", "pad_collate", "precision_kwargs", "tokenize_batch",
 ]

@@ -225,6 +225,16 @@ def _loop(model, idx, max_new_tokens, temperature, top_k, top_p, generator, eos_
 # ---------------------------------------------------------------------------------------------- display
 
 
+def top_candidates(step_logits: torch.Tensor, k: int = 6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The top-k table of a generation: step_logits (S, V) -> (ids, probs, cumulative), each (S, k).
+
+    Probabilities are over the whole vocabulary (softmax at temperature 1), most likely first; the cumulative
+    column says how much of each step's distribution the k candidates cover. (Lab 04's exercise 04.5.)
+    """
+    top = F.softmax(step_logits.float(), dim=-1).topk(k, dim=-1)
+    return top.indices, top.values, top.values.cumsum(dim=-1)
+
+
 def as_decode(tokenizer_or_decode: Any) -> Callable[[list[int]], str]:
     """A function ids -> str from a HF tokenizer or a vocabulary (their `.decode`), or a callable itself."""
     decode = getattr(tokenizer_or_decode, "decode", None)
@@ -274,5 +284,5 @@ def generation_table(model: torch.nn.Module, tokenizer_or_decode: Any, prompt_id
 
 __all__ = [
     "GenerationDetails", "apply_temperature", "as_decode", "block_size", "generate", "generation_table",
-    "last_logits", "next_token_logits", "sample_next", "suppress", "top_k_filter", "top_p_filter",
+    "last_logits", "next_token_logits", "sample_next", "suppress", "top_candidates", "top_k_filter", "top_p_filter",
 ]

@@ -50,8 +50,8 @@ class MLP(nn.Module):
         return self.dropout(self.c_proj(self.act(self.c_fc(x))))  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
 
 
-class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+class BlockLayers(nn.Module):
+    """The layers of a transformer block; `Block` adds what they compute (Lab 04 writes its own forward)."""
 
     def __init__(self, config: CfgNode):
         super().__init__()
@@ -61,14 +61,23 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd)
         self.mlp = MLP(config)
 
+
+class Block(BlockLayers):
+    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))  # tokens exchange information
         x = x + self.mlp(self.ln_2(x))  # each token thinks on its own
         return x
 
 
-class GPT(nn.Module):
-    """Token + position embeddings -> n_layer blocks -> final LayerNorm -> linear head over the vocabulary."""
+class GPTLayers(nn.Module):
+    """The GPT's modules, their initialisation, its optimizer and pretrained weights; `GPT` adds the forward
+    pass and generation. Lab 04 subclasses this (and `BlockLayers`) and writes the forward passes itself;
+    `block_cls` is the class the blocks are built from.
+    """
+
+    block_cls: type[nn.Module] = Block
 
     @staticmethod
     def get_default_config() -> CfgNode:
@@ -96,7 +105,7 @@ class GPT(nn.Module):
             wte=nn.Embedding(config.vocab_size, config.n_embd),  # token embeddings
             wpe=nn.Embedding(config.block_size, config.n_embd),  # learned position embeddings
             drop=nn.Dropout(config.embd_pdrop),
-            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            h=nn.ModuleList([self.block_cls(config) for _ in range(config.n_layer)]),
             ln_f=nn.LayerNorm(config.n_embd),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
@@ -123,6 +132,50 @@ class GPT(nn.Module):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
+
+    # ------------------------------------------------------------------------------------------ pretrained
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str | os.PathLike, **overrides) -> GPTLayers:
+        """A GPT with Hugging Face GPT-2 weights: "gpt2" (via labsupport.assets) or a saved model directory.
+
+        `overrides` change non-architecture settings, e.g. attention_cls=MyAttention or attn_pdrop=0.0.
+        """
+        from transformers import GPT2LMHeadModel  # heavy (~3 s): only loading weights needs it
+
+        from labsupport import assets
+
+        if os.path.isdir(name_or_dir):
+            source = str(name_or_dir)
+        elif str(name_or_dir) in assets.REGISTRY and assets.REGISTRY[str(name_or_dir)].kind == "model":
+            source = assets.model_source(str(name_or_dir))
+        else:
+            raise ValueError(f"{str(name_or_dir)!r} is neither a directory nor a model asset; try 'gpt2'")
+        hf = GPT2LMHeadModel.from_pretrained(source)
+        hc = hf.config
+        variant = dict(activation_function=hc.activation_function, n_inner=hc.n_inner or 4 * hc.n_embd,
+                       scale_attn_weights=hc.scale_attn_weights,
+                       scale_attn_by_inverse_layer_idx=hc.scale_attn_by_inverse_layer_idx)
+        if variant != dict(activation_function="gelu_new", n_inner=4 * hc.n_embd, scale_attn_weights=True,
+                           scale_attn_by_inverse_layer_idx=False):
+            raise ValueError(f"unsupported GPT-2 variant in {source}: {variant}; this GPT is the original GPT-2")
+        bad = sorted(set(overrides) & set(ARCH_KEYS + ("model_type",)))
+        if bad:
+            raise ValueError(f"cannot override {', '.join(bad)}: they are fixed by the pretrained weights")
+
+        config = cls.get_default_config()
+        config.merge_from_dict(dict(
+            model_type=None, n_layer=hc.n_layer, n_head=hc.n_head, n_embd=hc.n_embd, vocab_size=hc.vocab_size,
+            block_size=hc.n_positions, embd_pdrop=hc.embd_pdrop, resid_pdrop=hc.resid_pdrop, attn_pdrop=hc.attn_pdrop,
+        ))
+        config.merge_from_dict(overrides)
+        model = cls(config)
+        model.load_state_dict(_convert_hf_gpt2(hf.state_dict(), hc.n_layer, hc.n_embd))
+        return model
+
+
+class GPT(GPTLayers):
+    """Token + position embeddings -> n_layer blocks -> final LayerNorm -> linear head over the vocabulary."""
 
     # ------------------------------------------------------------------------------------------ forward
 
@@ -194,50 +247,10 @@ class GPT(nn.Module):
                 idx = torch.cat((idx, idx_next), dim=1)
         return idx
 
-    # ------------------------------------------------------------------------------------------ pretrained
-
-    @classmethod
-    def from_pretrained(cls, name_or_dir: str | os.PathLike, **overrides) -> GPT:
-        """A GPT with Hugging Face GPT-2 weights: "gpt2" (via labsupport.assets) or a saved model directory.
-
-        `overrides` change non-architecture settings, e.g. attention_cls=MyAttention or attn_pdrop=0.0.
-        """
-        from transformers import GPT2LMHeadModel  # heavy (~3 s): only loading weights needs it
-
-        from labsupport import assets
-
-        if os.path.isdir(name_or_dir):
-            source = str(name_or_dir)
-        elif str(name_or_dir) in assets.REGISTRY and assets.REGISTRY[str(name_or_dir)].kind == "model":
-            source = assets.model_source(str(name_or_dir))
-        else:
-            raise ValueError(f"{str(name_or_dir)!r} is neither a directory nor a model asset; try 'gpt2'")
-        hf = GPT2LMHeadModel.from_pretrained(source)
-        hc = hf.config
-        variant = dict(activation_function=hc.activation_function, n_inner=hc.n_inner or 4 * hc.n_embd,
-                       scale_attn_weights=hc.scale_attn_weights,
-                       scale_attn_by_inverse_layer_idx=hc.scale_attn_by_inverse_layer_idx)
-        if variant != dict(activation_function="gelu_new", n_inner=4 * hc.n_embd, scale_attn_weights=True,
-                           scale_attn_by_inverse_layer_idx=False):
-            raise ValueError(f"unsupported GPT-2 variant in {source}: {variant}; this GPT is the original GPT-2")
-        bad = sorted(set(overrides) & set(ARCH_KEYS + ("model_type",)))
-        if bad:
-            raise ValueError(f"cannot override {', '.join(bad)}: they are fixed by the pretrained weights")
-
-        config = cls.get_default_config()
-        config.merge_from_dict(dict(
-            model_type=None, n_layer=hc.n_layer, n_head=hc.n_head, n_embd=hc.n_embd, vocab_size=hc.vocab_size,
-            block_size=hc.n_positions, embd_pdrop=hc.embd_pdrop, resid_pdrop=hc.resid_pdrop, attn_pdrop=hc.attn_pdrop,
-        ))
-        config.merge_from_dict(overrides)
-        model = cls(config)
-        model.load_state_dict(_convert_hf_gpt2(hf.state_dict(), hc.n_layer, hc.n_embd))
-        return model
-
 
 def _resolve_config(config: CfgNode) -> CfgNode:
     """Check the config and fill n_layer / n_head / n_embd from model_type; returns a filled-in copy."""
-    config = GPT.get_default_config().merge_from_dict(config.to_dict())
+    config = GPTLayers.get_default_config().merge_from_dict(config.to_dict())
     for key in ("vocab_size", "block_size"):
         if getattr(config, key, None) is None:
             raise ValueError(f"config.{key} must be set (got None)")

@@ -18,8 +18,9 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -151,11 +152,13 @@ def unigram_perplexity(train: Iterable[Sequence[int]], test: Iterable[Sequence[i
 
 
 def make_loader(sequences: Sequence[Sequence[int]], batch_size: int, *, shuffle: bool = True, bucket: bool = True,
-                seed: int = 0, pad_id: int = PAD_ID, pin_memory: bool = False) -> DataLoader:
+                seed: int = 0, pad_id: int = PAD_ID, pin_memory: bool = False,
+                dataset: Any = None, collate_fn: Callable[[list], tuple] | None = None) -> DataLoader:
     """(x, y) batches from token sequences ``<bos> ... <eos>`` of any lengths: x = s[:-1], y = s[1:].
 
     Each batch is padded to its longest sequence: inputs with `pad_id`, targets with IGNORE_INDEX (the loss
-    ignores them).
+    ignores them).  Lab 06 passes its own `dataset` (item i = the (x, y) pair of sequences[i]) and
+    `collate_fn` (a list of items -> (X, Y)); the batches are still chosen by the lengths of `sequences`.
     `bucket` groups similar lengths (fewer pads); with `shuffle` and no `bucket` the batches are plain random
     ones (BucketBatchSampler with pools of one batch). The order depends only on (seed, epoch): call
     ``loader.batch_sampler.set_epoch(epoch)`` (`fit` does) so a resumed run sees the same batches.
@@ -171,7 +174,11 @@ def make_loader(sequences: Sequence[Sequence[int]], batch_size: int, *, shuffle:
     else:
         sampler = BatchSampler(SequentialSampler(seqs), batch_size, drop_last=False)
     # a private generator: creating the iterator must not consume the global torch RNG (keeps resumes exact)
-    return DataLoader(seqs, batch_sampler=sampler, collate_fn=lm_collate_fn(pad_id=pad_id, ignore_index=IGNORE_INDEX),
+    if dataset is not None and len(dataset) != len(seqs):
+        raise ValueError(f"dataset has {len(dataset)} items but there are {len(seqs)} sequences; item i must be "
+                         f"sequence i (one chunk per sequence)")
+    return DataLoader(seqs if dataset is None else dataset, batch_sampler=sampler,
+                      collate_fn=collate_fn or lm_collate_fn(pad_id=pad_id, ignore_index=IGNORE_INDEX),
                       pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
 
 

@@ -182,6 +182,13 @@ def setup(
     return cfg
 
 
+class Recorded(dict):
+    """The dict `record` returns: the numbers were printed already, so a notebook does not display it again."""
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
 def record(**numbers: Any) -> dict[str, Any]:
     """Record a lab's headline numbers (shown in `python -m labsupport run`'s summary table).
 
@@ -198,4 +205,4 @@ def record(**numbers: Any) -> dict[str, Any]:
         current = json.loads(open(path).read()) if os.path.exists(path) else {}
         current.update(clean)
         atomic_write_json(path, current)
-    return clean
+    return Recorded(clean)

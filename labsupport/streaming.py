@@ -218,7 +218,8 @@ def load_model(tokenizer, name: str = "gpt-neo-125M", device: torch.device | str
                profile: str | None = None):
     """Stage 6: GPTNeoForCausalLM (tiny random in smoke), embeddings resized for the new tokens, eval mode."""
     model = assets.load_causal_lm(name, profile)
-    model.resize_token_embeddings(len(tokenizer))  # new rows start at the mean of the old ones
+    with assets.quiet_transformers():  # the expected note on how the new rows are initialised
+        model.resize_token_embeddings(len(tokenizer))  # new rows start at the mean of the old ones
     return model.to(device or get_device()).eval()
 
 

@@ -1,49 +1,146 @@
 """Every Lab 06 self-check passes with the reference solution and fails with typical wrong answers."""
 
-import math
 
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
+from labsupport import lstm
 from labsupport.check import run_check
+from labsupport.textdata import IGNORE_INDEX, PAD_ID
 
 # ---------------------------------------------------------------------------------------------- 06.1
 
 
-def shift_ok(batch):
-    return batch[:, :-1], batch[:, 1:]
+class Chunks(Dataset):
+    """The notebook's dataset: __init__ as given there, __getitem__ as the solution (or a mistake)."""
+
+    mistake = None
+
+    def __init__(self, sequences, seq_len):
+        self.sequences = [torch.as_tensor(s, dtype=torch.long) for s in sequences]
+        self.seq_len = seq_len
+        self.chunks = [(i, start) for i, s in enumerate(self.sequences) for start in range(0, len(s) - 1, seq_len)]
+
+    def __len__(self):
+        return len(self.chunks)
+
+    def __getitem__(self, i):
+        s, start = self.chunks[i]
+        end = start + self.seq_len + (0 if self.mistake == "short" else 1)
+        chunk = self.sequences[s][start:end]
+        if self.mistake == "same":
+            return chunk[:-1], chunk[:-1]
+        if self.mistake == "swapped":
+            return chunk[1:], chunk[:-1]
+        return chunk[:-1], chunk[1:]
 
 
-def shift_swapped(batch):
-    return batch[:, 1:], batch[:, :-1]
+def collate_ok(batch, pad_id=PAD_ID):
+    T = max(len(x) for x, _ in batch)
+    X = torch.full((len(batch), T), pad_id, dtype=torch.long)
+    Y = torch.full((len(batch), T), IGNORE_INDEX, dtype=torch.long)
+    for b, (x, y) in enumerate(batch):
+        X[b, : len(x)], Y[b, : len(y)] = x, y
+    return X, Y
 
 
-def shift_same(batch):
-    return batch, batch
+def collate_pads_targets_with_pad(batch, pad_id=PAD_ID):
+    X, Y = collate_ok(batch, pad_id)
+    return X, Y.masked_fill(Y == IGNORE_INDEX, pad_id)
 
 
-def shift_1d(batch):
-    return batch[0, :-1], batch[0, 1:]
+def collate_left(batch, pad_id=PAD_ID):
+    T = max(len(x) for x, _ in batch)
+    X = torch.full((len(batch), T), pad_id, dtype=torch.long)
+    Y = torch.full((len(batch), T), IGNORE_INDEX, dtype=torch.long)
+    for b, (x, y) in enumerate(batch):
+        X[b, T - len(x):], Y[b, T - len(y):] = x, y
+    return X, Y
 
 
-def shift_in_place(batch):
-    batch[:, 0] = 0
-    return batch[:, :-1], batch[:, 1:]
+def collate_pad_zero(batch, pad_id=PAD_ID):
+    return collate_ok(batch, 0)
 
 
-def shift_lists(batch):
-    return batch[:, :-1].tolist(), batch[:, 1:].tolist()
+def test_06_1_reference_passes():
+    ok, msg = run_check("06.1", Chunks, collate_ok)
+    assert ok, msg
 
 
-@pytest.mark.parametrize("wrong", [shift_swapped, shift_same, shift_1d, shift_in_place, shift_lists])
-def test_06_1(wrong):
-    assert run_check("06.1", shift_ok)[0]
-    ok, msg = run_check("06.1", wrong)
-    assert not ok and msg
+@pytest.mark.parametrize("mistake", ["short", "same", "swapped"])
+def test_06_1_wrong_dataset(mistake):
+    ok, msg = run_check("06.1", type("Wrong", (Chunks,), {"mistake": mistake}), collate_ok)
+    assert not ok and "dataset[" in msg, msg
+
+
+@pytest.mark.parametrize("wrong", [collate_pads_targets_with_pad, collate_left, collate_pad_zero])
+def test_06_1_wrong_collate(wrong):
+    ok, msg = run_check("06.1", Chunks, wrong)
+    assert not ok and "lm_collate_fn" in msg, msg
 
 
 # ---------------------------------------------------------------------------------------------- 06.2
+
+
+class LSTMOk(nn.Module):
+    def __init__(self, config, batch_first=True, padding=True, bias=True):
+        super().__init__()
+        self.pad_id = config.pad_id
+        pad = config.pad_id if padding else None
+        self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=pad)
+        self.lstm = nn.LSTM(config.embed_dim, config.hidden_size, batch_first=batch_first)
+        self.head = nn.Linear(config.hidden_size, config.vocab_size, bias=bias)
+
+    def forward(self, idx, targets=None):
+        h, _ = self.lstm(self.embedding(idx))
+        logits = self.head(h)
+        return logits, None if targets is None else lstm.lm_loss(logits, targets, self.pad_id)
+
+
+def _lstm_variant(**kw):
+    return type("V", (LSTMOk,), {"__init__": lambda self, config: LSTMOk.__init__(self, config, **kw)})
+
+
+def test_06_2_reference_and_library_pass():
+    for cls in (LSTMOk, lstm.LSTMLanguageModel):
+        ok, msg = run_check("06.2", cls)
+        assert ok, msg
+
+
+@pytest.mark.parametrize("kw,needle", [
+    (dict(batch_first=False), "logits"), (dict(padding=False), "padding_idx"), (dict(bias=False), "parameter names"),
+])
+def test_06_2_wrong_model(kw, needle):
+    ok, msg = run_check("06.2", _lstm_variant(**kw))
+    assert not ok and needle in msg, msg
+
+
+def test_06_2_loss_counting_pads_fails():
+    class CountsPads(LSTMOk):
+        def forward(self, idx, targets=None):
+            logits, _ = LSTMOk.forward(self, idx)
+            if targets is None:
+                return logits, None
+            return logits, F.cross_entropy(logits.flatten(0, 1), targets.flatten().clamp_min(0))
+
+    ok, msg = run_check("06.2", CountsPads)
+    assert not ok and "loss" in msg
+
+
+def test_06_2_model_that_does_not_learn_fails():
+    class Frozen(LSTMOk):  # ignores the context: predicts from the current word only through a frozen head
+        def forward(self, idx, targets=None):
+            logits = self.head(torch.zeros(*idx.shape, self.head.in_features)) + 0 * self.embedding(idx).sum()
+            return logits, None if targets is None else lstm.lm_loss(logits, targets, self.pad_id)
+
+    ok, msg = run_check("06.2", Frozen)
+    assert not ok
+
+
+# ---------------------------------------------------------------------------------------------- 06.3
 
 
 def loss_ok(logits, targets, pad_id):
@@ -84,128 +181,40 @@ def loss_sum(logits, targets, pad_id):
 
 
 def test_06_2_reference_and_manual_mask_pass():
-    assert run_check("06.2", loss_ok)[0]
-    assert run_check("06.2", loss_manual_mask)[0]
+    assert run_check("06.3", loss_ok)[0]
+    assert run_check("06.3", loss_manual_mask)[0]
 
 
 @pytest.mark.parametrize("wrong", [loss_counts_pads, loss_pad_id_1, loss_mask_built_not_used, loss_mean_over_all,
                                    loss_detached, loss_sum])
 def test_06_2_wrong(wrong):
-    ok, msg = run_check("06.2", wrong)
-    assert not ok and msg
-
-
-def test_06_2_message_names_the_pad_bug():
-    ok, msg = run_check("06.2", loss_counts_pads)
-    assert not ok and "counts the pad positions" in msg
-
-
-# ---------------------------------------------------------------------------------------------- 06.3
-
-
-def ppl_ok(losses, counts):
-    return math.exp(sum(loss * n for loss, n in zip(losses, counts)) / sum(counts))
-
-
-def ppl_tensor(losses, counts):
-    losses, counts = torch.tensor(losses, dtype=torch.float64), torch.tensor(counts, dtype=torch.float64)
-    return torch.exp((losses * counts).sum() / counts.sum())
-
-
-def ppl_mean_of_means(losses, counts):
-    return math.exp(sum(losses) / len(losses))
-
-
-def ppl_no_exp(losses, counts):
-    return sum(loss * n for loss, n in zip(losses, counts)) / sum(counts)
-
-
-def ppl_mean_of_exps(losses, counts):
-    return sum(math.exp(loss) * n for loss, n in zip(losses, counts)) / sum(counts)
-
-
-def ppl_base2(losses, counts):
-    return 2 ** (sum(loss * n for loss, n in zip(losses, counts)) / sum(counts))
-
-
-def test_06_3_reference_passes():
-    assert run_check("06.3", ppl_ok)[0]
-    assert run_check("06.3", ppl_tensor)[0]
-
-
-@pytest.mark.parametrize("wrong", [ppl_mean_of_means, ppl_no_exp, ppl_mean_of_exps, ppl_base2])
-def test_06_3_wrong(wrong):
     ok, msg = run_check("06.3", wrong)
     assert not ok and msg
 
 
-def test_06_3_message_names_mean_of_means():
-    assert "averaged the batch means" in run_check("06.3", ppl_mean_of_means)[1]
+def test_06_2_message_names_the_pad_bug():
+    ok, msg = run_check("06.3", loss_counts_pads)
+    assert not ok and "counts the pad positions" in msg
 
 
-# ---------------------------------------------------------------------------------------------- 06.4
-
-
-def sample_ok(logits, temperature, generator=None):
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    return torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1, generator=generator)[:, 0]
-
-
-def sample_categorical(logits, temperature, generator=None):
-    if temperature == 0:
-        return logits.argmax(-1)
-    return torch.distributions.Categorical(logits=logits / temperature).sample()  # ignores the generator
-
-
-def sample_times_t(logits, temperature, generator=None):
-    if temperature == 0:
-        return logits.argmax(-1)
-    return torch.multinomial(torch.softmax(logits * temperature, -1), 1, generator=generator)[:, 0]
-
-
-def sample_ignores_t(logits, temperature, generator=None):
-    if temperature == 0:
-        return logits.argmax(-1)
-    return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0]
-
-
-def sample_always_greedy(logits, temperature, generator=None):
-    return logits.argmax(-1)
-
-
-def sample_keepdim(logits, temperature, generator=None):
-    if temperature == 0:
-        return logits.argmax(-1, keepdim=True)
-    return torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator)
-
-
-def sample_uniform(logits, temperature, generator=None):
-    if temperature == 0:
-        return logits.argmax(-1)
-    return torch.randint(0, logits.size(-1), (logits.size(0),), generator=generator)
-
-
-def sample_t0_crashes(logits, temperature, generator=None):
-    return torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator)[:, 0]
-
-
-def test_06_4_reference_and_categorical_pass():
-    assert run_check("06.4", sample_ok)[0]
-    assert run_check("06.4", sample_categorical)[0]
-
-
-@pytest.mark.parametrize("wrong", [sample_times_t, sample_ignores_t, sample_always_greedy, sample_keepdim,
-                                   sample_uniform, sample_t0_crashes])
-def test_06_4_wrong(wrong):
-    ok, msg = run_check("06.4", wrong)
-    assert not ok and msg
-
-
-@pytest.mark.parametrize("id", ["06.1", "06.2", "06.3", "06.4"])
+@pytest.mark.parametrize("id", ["06.3"])
 def test_not_implemented_is_reported(id):
     def todo(*args, **kwargs):
         raise NotImplementedError
 
     ok, msg = run_check(id, todo)
     assert not ok and "not implemented" in msg
+
+
+def test_unfinished_classes_are_reported():
+    class TodoDataset(Chunks):
+        def __getitem__(self, i):
+            raise NotImplementedError
+
+    class TodoModel(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            raise NotImplementedError
+
+    assert "not implemented" in run_check("06.1", TodoDataset, collate_ok)[1]
+    assert "not implemented" in run_check("06.2", TodoModel)[1]

@@ -78,37 +78,85 @@ def last_pad_zero(ids, pad_id):
 
 
 def test_references_pass():
-    assert run_check("07.1", classify.tokenize_batch, classify.pad_collate)[0]
-    assert run_check("07.2", classify.accuracy)[0]
-    assert run_check("07.3", classify.last_token_index)[0]
+    assert run_check("07.3", classify.tokenize_batch, classify.pad_collate)[0]
+    assert run_check("07.4", classify.accuracy)[0]
+    assert run_check("07.1", classify.last_token_index)[0]
 
 
 @pytest.mark.parametrize("tok", [tokenize_padded, tokenize_untruncated])
 def test_07_1_catches_wrong_tokenization(tok):
-    ok, msg = run_check("07.1", tok, classify.pad_collate)
+    ok, msg = run_check("07.3", tok, classify.pad_collate)
     assert not ok and "tokenize_batch" in msg
 
 
 @pytest.mark.parametrize("collate", [collate_pad_zero, collate_mask_all_ones, collate_label_key, collate_left,
                                      collate_fixed_length])
 def test_07_1_catches_wrong_collation(collate):
-    ok, msg = run_check("07.1", classify.tokenize_batch, collate)
+    ok, msg = run_check("07.3", classify.tokenize_batch, collate)
     assert not ok and "collate" in msg
 
 
 @pytest.mark.parametrize("fn", [accuracy_axis0, accuracy_count, accuracy_binary_threshold, accuracy_torch_only])
 def test_07_2_catches_wrong_accuracy(fn):
-    assert not run_check("07.2", fn)[0]
+    assert not run_check("07.4", fn)[0]
 
 
 @pytest.mark.parametrize("fn", [last_by_count, last_first_pad_minus_one, last_position, last_pad_zero])
 def test_07_3_catches_wrong_last_token_index(fn):
-    assert not run_check("07.3", fn)[0]
+    assert not run_check("07.1", fn)[0]
 
 
 def test_unfinished_exercise_reports_not_implemented():
     def todo(*args):
         raise NotImplementedError
 
-    ok, msg = run_check("07.3", todo)
+    ok, msg = run_check("07.1", todo)
     assert not ok and "not implemented" in msg
+
+
+# ---------------------------------------------------------------------------------------------- 07.2
+
+
+class HeadOk(classify.ClassifierLayers):
+    def forward(self, idx, targets=None):
+        h = self.gpt.forward_hidden(idx)
+        last = classify.last_token_index(idx, self.pad_id)
+        logits = self.classifier(h[torch.arange(idx.size(0)), last])
+        return logits, None if targets is None else torch.nn.functional.cross_entropy(logits, targets)
+
+
+class HeadLastPosition(HeadOk):  # the original assignment's bug
+    def forward(self, idx, targets=None):
+        logits = self.classifier(self.gpt.forward_hidden(idx)[:, -1])
+        return logits, None if targets is None else torch.nn.functional.cross_entropy(logits, targets)
+
+
+class HeadFirstToken(HeadOk):
+    def forward(self, idx, targets=None):
+        logits = self.classifier(self.gpt.forward_hidden(idx)[:, 0])
+        return logits, None if targets is None else torch.nn.functional.cross_entropy(logits, targets)
+
+
+class HeadMeanPool(HeadOk):  # averages over pads too: padding changes the answer
+    def forward(self, idx, targets=None):
+        logits = self.classifier(self.gpt.forward_hidden(idx).mean(dim=1))
+        return logits, None if targets is None else torch.nn.functional.cross_entropy(logits, targets)
+
+
+class HeadSoftmax(HeadOk):  # returns probabilities instead of logits
+    def forward(self, idx, targets=None):
+        logits, loss = HeadOk.forward(self, idx, targets)
+        return logits.softmax(-1), loss
+
+
+def test_07_2_reference_passes():
+    for cls in (HeadOk, classify.GPTClassifier):
+        ok, msg = run_check("07.2", cls)
+        assert ok, msg
+
+
+@pytest.mark.parametrize("cls,needle", [(HeadLastPosition, "last position"), (HeadFirstToken, "logits"),
+                                        (HeadMeanPool, "logits"), (HeadSoftmax, "logits")])
+def test_07_2_wrong(cls, needle):
+    ok, msg = run_check("07.2", cls)
+    assert not ok and needle in msg, msg

@@ -1,4 +1,5 @@
-"""Every solution notebook follows the course conventions (DEVELOPERS.md) and is committed clean."""
+"""Every solution notebook follows the course's notebook conventions (README.md: the labs, profiles and the
+contributors' note on `python -m labsupport refresh`) and is committed clean."""
 
 import re
 from pathlib import Path

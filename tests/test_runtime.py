@@ -127,6 +127,13 @@ def test_record_merges_into_results_file(tmp_path, monkeypatch):
         runtime.record(bad=[1, 2])
 
 
+def test_record_returns_a_dict_that_a_notebook_does_not_display_twice(capsys):
+    out = runtime.record(acc=0.5)
+    assert out == {"acc": 0.5} and isinstance(out, dict)
+    out._ipython_display_()  # IPython calls this instead of printing the repr: it must show nothing
+    assert capsys.readouterr().out.count("acc=0.5") == 1
+
+
 def test_labsupport_setup_passes_the_offline_readiness_in(monkeypatch):
     """runtime/detect know nothing about assets: the facade labsupport.setup hands them the readiness check."""
     import labsupport

@@ -64,8 +64,10 @@ ODD_VOCAB = {"hello": 0, "world": 1, UNK: 7}  # the <unk> id comes from the voca
 
 
 @exercise("01.1", title="word vocabulary with <unk>",
-          hint='vocab = {"<unk>": 0} + the max_size-1 most frequent words, sorted by (-count, word); '
-               'encode_words maps each text.split() word to vocab.get(word, vocab["<unk>"])',
+          hint="a vocabulary keeps the most frequent words (ties broken alphabetically) after the unknown-word "
+               "token at id 0; encoding looks each whitespace-separated word up and falls back to that id",
+          hint2="collections.Counter and its counts, sorted() with a key of (-count, word), dict.get(word, "
+                "default)",
           reference=["labsupport.checks.lab01:ref_build_word_vocab", "labsupport.checks.lab01:ref_encode_words"],
           success="vocabularies and <unk> ids match the reference")
 def drive_word_vocab(t: Trace, build_word_vocab: Callable, encode_words: Callable) -> None:
@@ -78,8 +80,10 @@ def drive_word_vocab(t: Trace, build_word_vocab: Callable, encode_words: Callabl
 
 
 @exercise("01.2", title="character vocabulary",
-          hint='vocab = {"<unk>": 0} + sorted(set of all characters) with ids 1, 2, ...; '
-               'encode_chars gives one id per character, unknown ones -> vocab["<unk>"]',
+          hint="one id per distinct character, in sorted order, after the unknown token at id 0; encoding gives "
+               "one id per character",
+          hint2="set() of the characters of all texts joined together, sorted(), enumerate(..., start=1), "
+                "dict.get",
           reference=["labsupport.checks.lab01:ref_build_char_vocab", "labsupport.checks.lab01:ref_encode_chars"],
           success="character vocabularies and ids match the reference")
 def drive_char_vocab(t: Trace, build_char_vocab: Callable, encode_chars: Callable) -> None:
@@ -90,7 +94,9 @@ def drive_char_vocab(t: Trace, build_char_vocab: Callable, encode_chars: Callabl
 
 
 @exercise("01.3", title="count adjacent pairs",
-          hint="for each word and count n: for each pair in zip(word, word[1:]): counts[pair] += n",
+          hint="every word contributes each pair of neighbouring symbols, weighted by how often the word occurs",
+          hint2="zip over a word and the same word shifted by one; a collections.Counter (or dict) to add up the "
+                "counts",
           reference=["labsupport.bpe_train:count_pairs"],
           success=f"{len(PAIR_CASES)} word-count dicts counted correctly")
 def drive_count_pairs(t: Trace, count_pairs: Callable) -> None:
@@ -101,8 +107,9 @@ def drive_count_pairs(t: Trace, count_pairs: Callable) -> None:
 
 
 @exercise("01.4", title="merge one pair",
-          hint="scan each word left to right; where (word[i], word[i+1]) == pair append word[i] + word[i+1] and "
-               "skip 2, else append word[i]; return a new dict",
+          hint="walk through each word from the left: where the pair starts, emit the two symbols joined and "
+               "jump past both, otherwise emit the symbol and move on; build new words, never change the input",
+          hint2="a while loop with an index over the tuple, string concatenation, tuple(...) of the new symbols",
           reference=["labsupport.bpe_train:merge_pair"],
           success=f"{len(MERGE_CASES)} merges match the reference (overlaps included)")
 def drive_merge_pair(t: Trace, merge_pair: Callable) -> None:
@@ -114,8 +121,9 @@ def drive_merge_pair(t: Trace, merge_pair: Callable) -> None:
 
 
 @exercise("01.5", title="learn BPE merges",
-          hint="repeat num_merges times: pairs = count_pairs(words); stop if empty; best = the highest count, "
-               "ties -> min(pair); words = merge_pair(words, best)",
+          hint="greedy training: count the pairs, stop when there are none, merge the most frequent one (on a "
+               "tie, the smallest pair), remember it, repeat",
+          hint2="your count_pairs and merge_pair; max over the counts, then min over the pairs that reach it",
           reference=["labsupport.bpe_train:learn_merges"],
           success="merges match the reference, tie-break and early stop included")
 def drive_learn_merges(t: Trace, learn_merges: Callable) -> None:

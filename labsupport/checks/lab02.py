@@ -105,8 +105,11 @@ def _judge_cross(got: Records, want: Records) -> str:
 
 
 @exercise("02.1", title="cross-attention",
-          hint="Q = S2.T @ W_Q, K = S1.T @ W_K, V = S1.T @ W_V; weights = softmax(Q @ K.T / sqrt(d), dim=-1) "
-               "(over the keys, S1's positions); return weights @ V, shape (T2, d_v)",
+          hint="the queries come from the sentence that asks (S2), keys and values from the one it reads (S1); "
+               "scores are query-key dot products scaled by the square root of the key size, normalised over the "
+               "keys",
+          hint2="matrix products with @ on the transposed inputs, math.sqrt, torch.softmax over the last "
+                "dimension",
           reference=["labsupport.attention:cross_attention"], judge=_judge_cross)
 def drive_cross_attention(t: Trace, cross_attention: Callable) -> None:
     for what, args in CROSS_CASES:
@@ -264,9 +267,12 @@ def _judge_mha(got: Records, want: Records) -> str:
 
 
 @exercise("02.2", title="multi-head causal self-attention",
-          hint="q, k, v = self.query(x), ... each viewed as (B, T, nh, hs).transpose(1, 2); att = q @ k^T / "
-               "sqrt(hs); mask the future with -inf BEFORE softmax(dim=-1); attn dropout; att @ v; "
-               "transpose back to (B, T, C); self.proj then resid dropout",
+          hint="split the channels into heads, compute scaled dot-product scores per head, hide every future "
+               "position before normalising, mix the values, merge the heads and project; dropout on the weights "
+               "and on the output",
+          hint2="Tensor.view and .transpose(1, 2) for the heads, masked_fill with float('-inf') from a "
+                "lower-triangular mask, F.softmax(dim=-1), self.attn_dropout, .contiguous().view(B, T, C), "
+                "self.proj, self.resid_dropout",
           reference=["labsupport.attention:CausalSelfAttention"], judge=_judge_mha)
 def drive_causal_self_attention(t: Trace, attention_cls: Callable) -> None:
     with torch.random.fork_rng(devices=[]):  # building modules draws random weights: leave the caller's RNG alone
@@ -327,8 +333,10 @@ def _judge_top(got: Records, want: Records) -> str:
 
 
 @exercise("02.4", title="most-attended token per head",
-          hint="a = attentions[layer] is (batch, heads, T, T); take batch item 0 and argmax over the last axis "
-               "(the keys): a[0].argmax(dim=-1) -> (heads, T) integer positions",
+          hint="each head's weights form a (query, key) table per layer; for every query position the answer is "
+               "the key position with the largest weight",
+          hint2="index the layer and the first batch item, then Tensor.argmax over the key dimension (the last "
+                "one)",
           reference=["labsupport.checks.lab02:top_attended_reference"], judge=_judge_top)
 def drive_top_attended(t: Trace, top_attended: Callable) -> None:
     for n_layers, n_heads, T, layer, attentions in TOP_CASES:

@@ -58,8 +58,10 @@ def _judge_make_xy(got: Records, want: Records) -> str:
 
 
 @exercise("03.1", title="build (x, y) with masked observation targets",
-          hint="tokens = cat(obs, states); x = tokens[:-1]; y = tokens[1:].clone(); y[:T-1] = -100 "
-               "(clone: y is a view of the same memory as x)",
+          hint="the model reads observations then states as one sequence and predicts each next token; only the "
+               "state tokens are targets, so the positions before them get the ignore value",
+          hint2="torch.cat, slicing off the last / first token, .clone() before writing into the targets, "
+                "IGNORE_INDEX",
           reference=["labsupport.weather:make_xy"], judge=_judge_make_xy)
 def drive_make_xy(t: Trace, make_xy: Callable) -> None:
     for seqs in XY_CASES:
@@ -109,8 +111,11 @@ def _judge_predictive(got: Records, want: Records) -> str:
 
 
 @exercise("03.2", title="Bayes-optimal predictive with a backward pass",
-          hint="beta[T-1] = 1; beta[t] = A @ (B[:, obs[t+1]] * beta[t+1]); prior = pi at t=0, else A[states[t-1]]; "
-               "q[t] = prior * B[:, obs[t]] * beta[t], normalised to sum to 1",
+          hint="a backward pass collects how likely the future observations are from each state; combine it with "
+               "the prior for the current state (the start distribution, or the row of the previous true state) "
+               "and the emission of the current observation, then normalise",
+          hint2="a loop from the end: matrix-vector products with A and elementwise products with a column of B; "
+                "divide by the sum",
           reference=["labsupport.checks.lab03:ref_bayes_predictive"], judge=_judge_predictive)
 def drive_bayes_predictive(t: Trace, bayes_predictive: Callable) -> None:
     for name, p, obs, st in PREDICTIVE_CASES:
@@ -151,8 +156,10 @@ def _judge_accuracy(got: Records, want: Records, **options: float) -> str:
 
 
 @exercise("03.3", title="per-position accuracy at the supervised positions",
-          hint="T = (L + 1) // 2; pred = logits[:, T-1:, 5:8].argmax(-1) + 5; "
-               "return (pred == y[:, T-1:]).float().mean(0), shape (T,)",
+          hint="the supervised positions are the last T of the sequence; the prediction is the most likely of "
+               "the state tokens, and the accuracy is averaged over the batch for each position",
+          hint2="slice the logits to the state tokens' ids, argmax(-1) plus the id offset, compare with the "
+                "targets, .float().mean(0)",
           reference=["labsupport.hmm:per_position_accuracy"], judge=_judge_accuracy)
 def drive_per_position_accuracy(t: Trace, per_position_accuracy: Callable) -> None:
     for logits, y in LOGIT_CASES:

@@ -35,8 +35,11 @@ EXAMPLES = [
 ]
 
 
-@exercise("05.1", title="format an example", hint='return f"<sentiment_{label}> {verse_text}": the label (not the '
-          "id) in the tag, one space, the verse unchanged", reference=["labsupport.streaming:format_example"],
+@exercise("05.1", title="format an example",
+          hint="the sentiment tag names the label (not its number) and comes first, then one space, then the "
+               "verse as it is",
+          hint2="an f-string with the label name inside <sentiment_...>",
+          reference=["labsupport.streaming:format_example"],
           success=f"{len(EXAMPLES)} examples formatted like the reference")
 def drive_format_example(t: Trace, format_example: Callable) -> None:
     for ex in EXAMPLES:
@@ -59,9 +62,10 @@ BLOCK_CASES = [  # (docs, block_size, stride)
 
 
 @exercise("05.2", title="rolling-buffer blocks with a stride",
-          hint="append EOS after every document; while the buffer holds block_size tokens yield buf[:block_size] "
-               "and drop the first `stride`; at the end yield the leftover if it holds tokens no block had; "
-               "ValueError if block_size < 2 or not 1 <= stride <= block_size",
+          hint="a rolling buffer: add each document and an end-of-text token, emit a block whenever the buffer "
+               "is full and slide it by the stride; at the end emit what is left only if no block covered it "
+               "yet; reject bad sizes",
+          hint2="a list as the buffer, list.extend, yield buf[:block_size], del buf[:stride], raise ValueError",
           reference=["labsupport.streaming:make_blocks"],
           success=f"{len(BLOCK_CASES)} streams blocked like the reference; bad sizes raise ValueError")
 def drive_make_blocks(t: Trace, make_blocks: Callable) -> None:
@@ -86,8 +90,9 @@ LOSS_CASES = [  # (losses, n_tokens)
 
 
 @exercise("05.3", title="perplexity from losses",
-          hint="perplexity = exp(mean loss); with n_tokens the mean is sum(loss_i * n_i) / sum(n_i) "
-               "(not the mean of exp(loss_i)); an empty list of losses raises ValueError",
+          hint="perplexity is the exponential of the mean loss per token; with token counts each loss counts as "
+               "often as the tokens behind it; with no losses there is nothing to average",
+          hint2="math.exp of a weighted mean: sum of loss times count over the sum of counts; raise ValueError",
           reference=["labsupport.streaming:perplexity_from_losses"], options={"rtol": 1e-6, "atol": 0.0},
           success=f"{len(LOSS_CASES)} cases match exp(mean loss), weighted and unweighted")
 def drive_perplexity(t: Trace, perplexity_from_losses: Callable) -> None:

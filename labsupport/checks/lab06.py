@@ -1,5 +1,11 @@
-"""Self-checks for Lab 06 (LSTM language model on IMDB). Each compares the student's function with the
-reference in `labsupport.lstm` (or a one-line definition here) on small fixed inputs, edge cases included."""
+"""Self-checks for Lab 06 (LSTM language model on IMDB).
+
+06.1: the student's dataset and collate function against chunks computed here and `textdata.lm_collate_fn`, on
+ragged batches, and the loss of a padded batch against the unpadded sequences'. 06.2: the student's LSTM model
+gets the reference model's weights (same names, same parameter count) and must give its logits and loss; its
+<pad> embedding must stay zero under training; then it is trained for real on a tiny Markov-chain corpus and
+must beat the unigram baseline. 06.3: the pad-masked loss against `labsupport.lstm.lm_loss`.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,13 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
+from labsupport import lstm
 from labsupport.check import Records, Trace, WrongAnswer, exercise
+from labsupport.config import CfgNode
+from labsupport.core import IGNORE_INDEX
+from labsupport.textdata import PAD_ID, lm_collate_fn
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -31,47 +42,159 @@ def _got(got: Records, label: str) -> object:
 # ---------------------------------------------------------------------------------------------- 06.1
 
 
-def ref_make_inputs_targets(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return batch[:, :-1], batch[:, 1:]
+def _chunks(sequences: list[list[int]], seq_len: int) -> list[tuple[list[int], list[int]]]:
+    """The reference items: each sequence cut into chunks of <= seq_len + 1 tokens sharing one boundary token."""
+    out = []
+    for s in sequences:
+        for start in range(0, len(s) - 1, seq_len):
+            chunk = s[start: start + seq_len + 1]
+            out.append((chunk[:-1], chunk[1:]))
+    return out
 
 
-SHIFT_CASES = [torch.tensor([[2, 10, 11, 12, 3]]), torch.tensor([[2, 5, 3, 1, 1], [2, 7, 8, 9, 3]]),
-               torch.randint(0, 50, (4, 9), generator=_gen(0)), torch.tensor([[2, 3]])]
+class ReferenceDataset(Dataset):
+    """Exercise 06.1's dataset, solved (the graded reference)."""
+
+    def __init__(self, sequences, seq_len: int):
+        self.sequences = [torch.as_tensor(s, dtype=torch.long) for s in sequences]
+        self.seq_len = seq_len
+        self.chunks = [(i, start) for i, s in enumerate(self.sequences) for start in range(0, len(s) - 1, seq_len)]
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s, start = self.chunks[i]
+        chunk = self.sequences[s][start: start + self.seq_len + 1]
+        return chunk[:-1], chunk[1:]
 
 
-def _judge_shift(got: Records, want: Records) -> str:
-    for batch in SHIFT_CASES:
-        what = f"make_inputs_targets({batch.tolist()})"
-        for name in ("x", "y"):
-            g, w = _got(got, f"{what}: {name}"), want[f"{what}: {name}"]
-            if type(g) is not torch.Tensor or g.shape != w.shape:
-                shape = tuple(g.shape) if type(g) is torch.Tensor else type(g).__name__
-                raise WrongAnswer(f"for a batch of shape {tuple(batch.shape)}, {name} must have shape "
-                                  f"{tuple(w.shape)}, got {shape}")
-            if not torch.equal(g, w):
-                raise WrongAnswer(f"{name} for {batch.tolist()}: expected {w.tolist()}, got {g.tolist()}")
-        if not torch.equal(_got(got, f"{what}: input afterwards"), batch):
-            raise WrongAnswer("make_inputs_targets must not change its input")
-    return f"{len(SHIFT_CASES)} batches shifted correctly (x drops the last token, y the first)"
+def reference_collate(batch: list, pad_id: int = PAD_ID) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exercise 06.1's collate function, solved (the graded reference)."""
+    return lm_collate_fn(pad_id=pad_id, ignore_index=IGNORE_INDEX)(batch)
 
 
-@exercise("06.1", title="shifted inputs and targets",
-          hint="x = batch[:, :-1] (all but the last token), y = batch[:, 1:] (all but the first): "
-               "y[:, t] is the token that follows x[:, t]",
-          reference=["labsupport.checks.lab06:ref_make_inputs_targets"], judge=_judge_shift)
-def drive_inputs_targets(t: Trace, make_inputs_targets: Callable) -> None:
-    for batch in SHIFT_CASES:
-        inp = batch.clone()
-        out = make_inputs_targets(inp)
-        if type(out) not in (tuple, list) or len(out) != 2:
-            raise AssertionError(f"return a pair (x, y), got {type(out).__name__}")
-        what = f"make_inputs_targets({batch.tolist()})"
-        t.record(f"{what}: x", out[0])
-        t.record(f"{what}: y", out[1])
-        t.record(f"{what}: input afterwards", inp)
+_g2 = _gen(2)
+PIPELINE_SEQS = [torch.randint(4, 30, (n,), generator=_g2).tolist() for n in (2, 5, 9, 17, 3, 12)]
+PIPELINE_LOGITS = torch.randn(4, 8, 30, generator=_g2)
+RAGGED = [(list(x), list(y)) for x, y in _chunks(PIPELINE_SEQS, 8)]
+
+
+def _as_pair(item: object, what: str) -> tuple[object, object]:
+    if not isinstance(item, tuple | list) or len(item) != 2:
+        raise WrongAnswer(f"{what} must be a pair (x, y), got {type(item).__name__}")
+    return item[0], item[1]
+
+
+@exercise("06.1", title="the language-modelling data pipeline",
+          hint="a chunk of n + 1 tokens gives n predictions: the input is all but its last token, the target all but "
+               "its first; a batch is as wide as its longest input, shorter rows are filled at the end (inputs with "
+               "<pad>, targets with the value the loss skips)",
+          hint2="self.chunks[i] gives (sequence index, start); slice start : start + seq_len + 1; in the collate, "
+                "torch.full((B, T), value) and assign each row's prefix; IGNORE_INDEX is -100",
+          reference=["labsupport.checks.lab06:ReferenceDataset", "labsupport.checks.lab06:reference_collate"])
+def drive_data_pipeline(t: Trace, LanguageModelingDataset: type, lm_collate_fn: Callable) -> None:
+    for seq_len in (4, 8, 16):
+        ds = LanguageModelingDataset([list(s) for s in PIPELINE_SEQS], seq_len)
+        t.record(f"len(dataset) with seq_len={seq_len} (6 sequences of lengths 2, 5, 9, 17, 3, 12)", len(ds))
+        for i in range(min(len(ds), 30)):
+            x, y = _as_pair(ds[i], f"dataset[{i}]")
+            t.record(f"seq_len={seq_len}: dataset[{i}] = (x, y), y shifted by one", (x, y))
+    items = [(torch.tensor(x), torch.tensor(y)) for x, y in RAGGED]
+    for name, batch in (("items 0-2", items[:3]), ("items 2-6", items[2:7]), ("item 5 alone", items[5:6]),
+                        ("all items, reversed", items[::-1])):
+        X, Y = _as_pair(lm_collate_fn([(x.clone(), y.clone()) for x, y in batch]), "lm_collate_fn(batch)")
+        t.record(f"lm_collate_fn({name}): X, inputs right-padded with <pad> ({PAD_ID})", X)
+        t.record(f"lm_collate_fn({name}): Y, targets right-padded with IGNORE_INDEX ({IGNORE_INDEX})", Y)
+    X, Y = lm_collate_fn([(x.clone(), y.clone()) for x, y in items[:4]])
+    if isinstance(Y, torch.Tensor) and Y.shape == PIPELINE_LOGITS.shape[:2]:
+        t.record("the cross-entropy of a padded batch (must equal the unpadded one)",
+                 F.cross_entropy(PIPELINE_LOGITS.flatten(0, 1), Y.flatten(), ignore_index=IGNORE_INDEX))
 
 
 # ---------------------------------------------------------------------------------------------- 06.2
+
+
+def markov_sequences(n: int, vocab_size: int, seed: int) -> list[list[int]]:
+    """<bos> then tokens that mostly follow t -> t + 1 (wrapping over 4 .. V-1), then <eos>: easy for an LM,
+    while every word is about equally frequent, so a unigram model is nearly uniform."""
+    g = _gen(seed)
+    out = []
+    for _ in range(n):
+        length = int(torch.randint(6, 16, (), generator=g))
+        t = int(torch.randint(4, vocab_size, (), generator=g))
+        seq = [2]
+        for _ in range(length):
+            seq.append(t)
+            jump = torch.rand((), generator=g) < 0.1
+            t = int(torch.randint(4, vocab_size, (), generator=g)) if jump else 4 + (t - 3) % (vocab_size - 4)
+        out.append(seq + [3])
+    return out
+
+
+LSTM_CONFIG = dict(vocab_size=23, embed_dim=8, hidden_size=12, num_layers=1, dropout=0.0, pad_id=PAD_ID)
+_g3 = _gen(3)
+LSTM_IDX = torch.randint(0, 23, (3, 7), generator=_g3)
+LSTM_IDX[1, 4:] = PAD_ID
+LSTM_TARGETS = torch.randint(4, 23, (3, 7), generator=_g3)
+LSTM_TARGETS[1, 3:] = PAD_ID
+LSTM_TARGETS[2, 5:] = IGNORE_INDEX
+MARKOV_TRAIN, MARKOV_TEST = markov_sequences(96, 23, seed=4), markov_sequences(32, 23, seed=5)
+
+
+def _set_weights(model: torch.nn.Module) -> None:
+    """Deterministic weights by parameter name, so the student's and the reference model agree whatever order
+    their layers were created in; the <pad> row stays zero."""
+    g = _gen(7)
+    with torch.no_grad():
+        for _, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+            p.copy_(0.3 * torch.randn(p.shape, generator=g))
+        emb = getattr(model, "embedding", None)
+        if isinstance(emb, torch.nn.Embedding):
+            emb.weight[PAD_ID] = 0.0
+
+
+@exercise("06.2", title="the LSTM language model",
+          hint="three layers in a row: a lookup table of word vectors whose <pad> row stays zero, a recurrent layer "
+               "that reads the sequence left to right with the batch dimension first, and a linear map from each "
+               "hidden state to one score per word",
+          hint2="nn.Embedding(..., padding_idx=...), nn.LSTM(..., batch_first=True) (it returns (output, (h, c))), "
+                "nn.Linear; names embedding, lstm, head; lstm.lm_loss for the loss",
+          reference=["labsupport.lstm:LSTMLanguageModel"], options={"atol": 1e-5, "rtol": 1e-5})
+def drive_lstm_model(t: Trace, LSTMLanguageModel: type) -> None:
+    if not isinstance(LSTMLanguageModel, type):
+        raise WrongAnswer("pass the class itself (labsupport.check('06.2', LSTMLanguageModel))")
+    model = LSTMLanguageModel(CfgNode(**LSTM_CONFIG)).eval()
+    t.record("parameter names and shapes (V=23, embedding 8, hidden 12, one layer)",
+             sorted((n, list(p.shape)) for n, p in model.named_parameters()))
+    emb = getattr(model, "embedding", None)
+    t.record("embedding.padding_idx", emb.padding_idx if isinstance(emb, torch.nn.Embedding) else None)
+    _set_weights(model)
+    with torch.no_grad():
+        out = model(LSTM_IDX.clone())
+        logits, loss = _as_pair(out, "forward(idx)")
+        t.record("forward(idx) logits, shape (B, T, V)", logits)
+        t.record("forward(idx) without targets returns loss None", loss is None)
+        t.record("forward(idx, targets) loss (targets equal to <pad> or -100 ignored)",
+                 _as_pair(model(LSTM_IDX.clone(), LSTM_TARGETS.clone()), "forward(idx, targets)")[1])
+    # trained for real: the <pad> row stays zero and the model beats the unigram baseline
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        model = LSTMLanguageModel(CfgNode(**LSTM_CONFIG))
+        optimizer = torch.optim.Adam(model.parameters(), lr=2e-2)
+        loader = lstm.make_loader(MARKOV_TRAIN, 16, seed=0)
+        for epoch in range(6):
+            loader.batch_sampler.set_epoch(epoch)
+            lstm.train_epoch(model, loader, optimizer, progress=False)
+    t.record("after 6 epochs of training the <pad> embedding is still zero",
+             bool(model.embedding.weight[PAD_ID].abs().max() == 0))
+    ppl = lstm.evaluate(model, lstm.make_loader(MARKOV_TEST, 16, shuffle=False, bucket=False))["perplexity"]
+    unigram = lstm.unigram_perplexity(MARKOV_TRAIN, MARKOV_TEST, 23)
+    t.record(f"trained on a tiny corpus, test perplexity below 0.6 x the unigram baseline ({unigram:.1f})",
+             bool(ppl < 0.6 * unigram))
+
+
+# ---------------------------------------------------------------------------------------------- 06.3
 
 
 def _loss_cases() -> list[tuple[torch.Tensor, torch.Tensor, int]]:
@@ -108,9 +231,11 @@ def _judge_loss(got: Records, want: Records) -> str:
     return f"{len(LOSS_CASES)} losses match the reference and pads get no gradient"
 
 
-@exercise("06.2", title="cross-entropy that ignores pads",
-          hint="F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), ignore_index=pad_id): the mean over "
-               "the non-pad targets only (or sum the per-token losses where targets != pad_id, divide by their count)",
+@exercise("06.3", title="cross-entropy that ignores pads",
+          hint="the mean must run over the real targets only: a pad target adds nothing to the sum and is not "
+               "counted in the denominator",
+          hint2="F.cross_entropy takes (N, V) logits, (N,) targets and an ignore_index; or reduction='none' and a "
+                "mask targets != pad_id",
           reference=["labsupport.lstm:lm_loss"], judge=_judge_loss)
 def drive_masked_loss(t: Trace, masked_lm_loss: Callable) -> None:
     for logits, targets, pad_id in LOSS_CASES:
@@ -126,77 +251,3 @@ def drive_masked_loss(t: Trace, masked_lm_loss: Callable) -> None:
             if leaf.grad is not None:
                 pad_grad = float(leaf.grad[targets == pad_id].abs().max())
         t.record(f"{what}: largest gradient at a pad position", pad_grad)
-
-
-# ---------------------------------------------------------------------------------------------- 06.3
-
-PPL_CASES = [([2.0], [10]), ([1.0, 3.0], [1, 3]), ([4.2, 4.0, 5.5], [1000, 800, 13]), ([0.0, 0.0], [5, 7]),
-             ([6.9, 1.2, 3.3, 2.8], [1, 250, 40, 9])]
-
-
-def _judge_perplexity(got: Records, want: Records) -> str:
-    for losses, counts in PPL_CASES:
-        label = f"perplexity({losses}, {counts})"
-        g, w = _got(got, label), want[label]
-        naive = math.exp(sum(losses) / len(losses))
-        if isinstance(g, float) and not math.isclose(naive, w, rel_tol=1e-6) and math.isclose(g, naive, rel_tol=1e-6):
-            raise WrongAnswer(f"losses {losses} with token counts {counts}: you averaged the batch means "
-                              f"({naive:.4f}); weighted by tokens it is {w:.4f}")
-        _close(g, w, label, tol=1e-6)
-    return f"{len(PPL_CASES)} perplexities match exp(token-weighted mean loss)"
-
-
-@exercise("06.3", title="perplexity from batch losses",
-          hint="weight each batch's mean loss by its number of tokens: exp(sum(loss_i * n_i) / sum(n_i)), "
-               "not exp(mean of the batch means)",
-          reference=["labsupport.lstm:perplexity"], judge=_judge_perplexity)
-def drive_perplexity(t: Trace, perplexity_fn: Callable) -> None:
-    for losses, counts in PPL_CASES:
-        got = perplexity_fn(list(losses), list(counts))
-        if type(got) is torch.Tensor and got.numel() == 1:
-            got = got.item()
-        t.record(f"perplexity({losses}, {counts})", float(got) if type(got) is int else got)
-
-
-# ---------------------------------------------------------------------------------------------- 06.4
-
-N_DRAWS = 20_000
-SAMPLE_LOGITS = torch.tensor([[2.0, 1.0, 0.0, -1.0, float("-inf")]])  # the last token is masked out
-GREEDY = torch.tensor([[0.1, 3.0, -2.0, 2.9], [5.0, -1.0, 4.0, 0.0], [-1.0, -2.0, -3.0, -0.5]])
-
-
-def _judge_sampling(got: Records, want: Records) -> str:
-    g = _got(got, "sample_with_temperature(logits (3, V), 0.0)")
-    if type(g) is not torch.Tensor or g.shape != (3,):
-        raise WrongAnswer(f"logits (3, V) must give 3 token ids (shape (3,)), got {str(g)[:80]}")
-    if g.tolist() != [1, 0, 3]:
-        raise WrongAnswer(f"temperature 0 must be greedy (argmax): expected [1, 0, 3], got {g.tolist()}")
-    for temperature in (0.5, 1.0, 2.0):
-        ids = _got(got, f"sample_with_temperature(logits ({N_DRAWS}, 5), {temperature})")
-        if type(ids) is not torch.Tensor or ids.shape != (N_DRAWS,):
-            raise WrongAnswer(f"logits of shape ({N_DRAWS}, 5) must give ids of shape ({N_DRAWS},), "
-                              f"got {getattr(ids, 'shape', type(ids).__name__)}")
-        if ids.is_floating_point():
-            raise WrongAnswer("token ids must be integers")
-        if ids.min() < 0 or ids.max() >= SAMPLE_LOGITS.size(-1):
-            raise WrongAnswer(f"ids must be in 0..{SAMPLE_LOGITS.size(-1) - 1}, got {ids.min()}..{ids.max()}")
-        if (ids == 4).any():
-            raise WrongAnswer("a token whose logit is -inf was sampled: sample from softmax(logits / T)")
-        freq = torch.bincount(ids.long(), minlength=5).double() / N_DRAWS
-        w = torch.softmax(SAMPLE_LOGITS[0].double() / temperature, -1)
-        if (freq - w).abs().max().item() > 0.02:  # about 6 standard errors at N = 20,000 draws
-            raise WrongAnswer(f"at temperature {temperature} the token frequencies are {freq.tolist()!r:.80}; "
-                              f"softmax(logits / T) is {[round(p, 3) for p in w.tolist()]}")
-    return f"greedy at T=0 and frequencies match softmax(logits / T) at T = 0.5, 1, 2 ({N_DRAWS:,} draws each)"
-
-
-@exercise("06.4", title="sampling with a temperature",
-          hint="temperature 0: logits.argmax(-1); otherwise probs = softmax(logits / temperature, -1) and "
-               "torch.multinomial(probs, 1, generator=generator)[:, 0]",
-          reference=None, judge=_judge_sampling)
-def drive_temperature_sampling(t: Trace, sample_with_temperature: Callable) -> None:
-    t.record("sample_with_temperature(logits (3, V), 0.0)", sample_with_temperature(GREEDY.clone(), 0.0, _gen(0)))
-    for temperature in (0.5, 1.0, 2.0):
-        batch = SAMPLE_LOGITS.expand(N_DRAWS, -1).clone()  # (N, V): N independent draws in one call
-        t.record(f"sample_with_temperature(logits ({N_DRAWS}, 5), {temperature})",
-                 sample_with_temperature(batch, temperature, _gen(int(temperature * 10))))

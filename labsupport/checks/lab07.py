@@ -1,7 +1,10 @@
 """Self-checks for Lab 07 (fine-tuning a GPT for classification). References live in `labsupport.classify`.
 
-07.1 uses a tiny word-level 🤗 tokenizer built here (milliseconds, no files), so the check is the same in
-every profile; the rules it checks (truncate, don't pad, pad to the batch's longest) are tokenizer-agnostic.
+07.1: the last real token of right-, left- and unpadded batches. 07.2: the student's `GPTClassifier.forward`
+gets the reference weights and must give the reference logits and loss, the same logits for a sentence however
+it is padded, and read the last real token (not the last position). 07.3 uses a tiny word-level 🤗 tokenizer
+built here (milliseconds, no files), so the check is the same in every profile; the rules it checks (truncate,
+don't pad, pad to the batch's longest) are tokenizer-agnostic. 07.4: accuracy on tensors and numpy arrays.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from labsupport.check import Trace, exercise
+from labsupport import classify
+from labsupport.check import Records, Trace, WrongAnswer, compare, exercise
 
 WORDS = "a the film story is was great dull fine never not good bad at all , . ! it".split()
 SENTENCES = ["a great film .", "dull", "the story is not good at all , not at all !", "it is fine", "bad"]
@@ -39,10 +43,11 @@ def _ids(t: object) -> list:
 BATCH = {"idx": list(range(len(SENTENCES))), "sentence": list(SENTENCES), "label": [1, 0, 0, 1, 0]}
 
 
-@exercise("07.1", title="tokenize, then pad each batch to its longest sequence",
-          hint="tokenize_batch: tokenizer(batch['sentence'], truncation=True, max_length=max_length) with no padding; "
-               "collate: pad input_ids with pad_token_id and attention_mask with 0 on the right, up to the longest "
-               "in the batch; labels = tensor of the 'label' values",
+@exercise("07.3", title="tokenize, then pad each batch to its longest sequence",
+          hint="tokenizing cuts long sentences but pads nothing; the collate function pads each batch on the right, "
+               "only up to its longest sentence: ids with the pad id, the mask with 0 (pads are not real tokens)",
+          hint2="the tokenizer's truncation and max_length arguments; in collate torch.full / torch.zeros of shape "
+                "(B, longest) and the key 'labels' (what the 🤗 model's forward takes)",
           reference=["labsupport.classify:tokenize_batch", "labsupport.classify:pad_collate"],
           success="truncation, dynamic padding, attention masks and labels match the reference")
 def drive_tokenize_and_collate(t: Trace, tokenize_batch: Callable, collate: Callable) -> None:
@@ -77,9 +82,10 @@ ACCURACY_CASES += [(logits, logits.argmax(-1)) for logits, _ in ACCURACY_CASES[:
 ACCURACY_CASES += [(logits.numpy().astype(np.float32), labels.numpy()) for logits, labels in ACCURACY_CASES[:3]]
 
 
-@exercise("07.2", title="accuracy from logits",
-          hint="predictions = logits.argmax(axis=-1) (one per row); accuracy = mean(predictions == labels) as a float; "
-               "accept numpy arrays (what the 🤗 Trainer passes) as well as tensors",
+@exercise("07.4", title="accuracy from logits",
+          hint="a row's prediction is its class with the largest logit; accuracy is the share of rows whose "
+               "prediction equals the label; the 🤗 Trainer passes numpy arrays, your own code may pass tensors",
+          hint2="np.asarray(...) accepts both; argmax over the last axis; return a Python float",
           reference=["labsupport.classify:accuracy"], options={"atol": 1e-6, "rtol": 0.0},
           success=f"{len(ACCURACY_CASES)} cases (tensors and numpy arrays) match")
 def drive_accuracy(t: Trace, accuracy_from_logits: Callable) -> None:
@@ -103,9 +109,10 @@ LAST_CASES = [
 ]
 
 
-@exercise("07.3", title="index of the last real token",
-          hint="real = input_ids != pad_id; the answer is the largest position where real is True, e.g. "
-               "(torch.arange(T) * real).argmax(dim=1); counting real tokens only works for right padding",
+@exercise("07.1", title="index of the last real token",
+          hint="for each row, the largest position holding a real (non-pad) token; counting the real tokens only "
+               "works for right padding, and a row may be padded on the left or not at all",
+          hint2="a boolean mask input_ids != pad_id, positions from torch.arange, and an argmax over dim 1",
           reference=["labsupport.classify:last_token_index"],
           success="right-, left- and unpadded batches give the right positions")
 def drive_last_token_index(t: Trace, last_token_index: Callable) -> None:
@@ -113,3 +120,64 @@ def drive_last_token_index(t: Trace, last_token_index: Callable) -> None:
         got = last_token_index(ids.clone(), pad_id)
         t.record(f"{name} batch {ids.tolist()} (pad_id={pad_id})",
                  torch.as_tensor(got).long() if type(got) in (torch.Tensor, list, np.ndarray) else got)
+
+
+CLF_PAD = 1
+CLF_IDS = torch.tensor([[4, 5, 6, 7, CLF_PAD, CLF_PAD, CLF_PAD], [8, 9, CLF_PAD, CLF_PAD, CLF_PAD, CLF_PAD, CLF_PAD],
+                        [2, 3, 4, 5, 6, 7, 8]])  # right-padded
+CLF_TARGETS = torch.tensor([0, 2, 1])
+CLF_SENTENCE = torch.tensor([[4, 9, 2, 6]])
+
+
+def _classifier(cls: type) -> torch.nn.Module:
+    """cls(a tiny lab GPT, 3 classes, pad_id 1) with a seeded head that has an opinion, in eval mode."""
+    from labsupport.checks.lab04 import tiny_gpt
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(12)
+        clf = cls(tiny_gpt(seed=11, block_size=10, vocab_size=12), 3, pad_id=CLF_PAD).eval()
+    head = getattr(clf, "classifier", None)
+    if isinstance(head, torch.nn.Linear):
+        with torch.no_grad():
+            head.weight.copy_(0.5 * torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(13)))
+    return clf
+
+
+def _judge_classifier(got: Records, want: Records, **options: object) -> str:
+    label = "forward(idx) logits on a right-padded batch"
+    g, w, last = got.get(label), want[label], got.get("the head applied at the last position instead")
+    if isinstance(g, torch.Tensor) and isinstance(last, torch.Tensor) and g.shape == last.shape == w.shape \
+            and torch.allclose(g, last, atol=1e-5) and not torch.allclose(w, last, atol=1e-5):
+        raise WrongAnswer("you classify the state at the last position, which is a pad for short rows: read each "
+                          "row's last real token instead")
+    compare(got, want, rtol=1e-5, atol=1e-5)
+    return "reference logits and loss; the last real token, not the last position; padding never changes the logits"
+
+
+@exercise("07.2", title="the classifier head on the GPT",
+          hint="run the transformer to get one hidden state per position, keep for each row the state at its last "
+               "real token (your 07.1), map it to class scores with the classification head; the loss is the "
+               "cross-entropy of those scores against the labels",
+          hint2="self.gpt.forward_hidden(idx) is (B, T, C); index it with (torch.arange(B), last); self.classifier; "
+                "F.cross_entropy(logits, targets)",
+          reference=["labsupport.classify:GPTClassifier"], judge=_judge_classifier)
+def drive_classifier(t: Trace, GPTClassifier: type) -> None:
+    if not isinstance(GPTClassifier, type) or not issubclass(GPTClassifier, classify.ClassifierLayers):
+        raise WrongAnswer("pass your class (labsupport.check('07.2', GPTClassifier)); it subclasses "
+                          "labsupport.classify.ClassifierLayers")
+    clf = _classifier(GPTClassifier)
+    with torch.no_grad():
+        out = clf(CLF_IDS.clone())
+        if not isinstance(out, tuple | list) or len(out) != 2:
+            raise WrongAnswer("forward(idx) must return a pair (logits, None)")
+        t.record("forward(idx) logits on a right-padded batch", out[0])
+        t.record("forward(idx) without targets returns loss None", out[1] is None)
+        t.record("the head applied at the last position instead",
+                 clf.classifier(clf.gpt.forward_hidden(CLF_IDS.clone())[:, -1]))
+        for n in (0, 3, 6):
+            padded = torch.cat([CLF_SENTENCE, torch.full((1, n), CLF_PAD)], 1)
+            t.record(f"logits of one sentence of 4 tokens padded to length {4 + n} (must not change)",
+                     clf(padded)[0])
+        out = clf(CLF_IDS.clone(), CLF_TARGETS.clone())
+        t.record("forward(idx, targets) loss: cross-entropy of the logits against the labels",
+                 out[1] if isinstance(out, tuple | list) and len(out) == 2 else out)

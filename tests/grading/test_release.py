@@ -63,3 +63,26 @@ def test_release_is_byte_identical_on_rerun(tmp_path):
     assert first[0][1] and not second[0][1]
     assert (tmp_path / "out" / SOLUTION.name).read_bytes() == data == released_text(SOLUTION).encode()
     nbformat.validate(nbformat.reads(data.decode(), as_version=4))
+
+
+def test_strip_answers_blanks_the_details_answers_only():
+    from grading.release import STUB_MARKDOWN, strip_answers
+
+    md = ("**Question.** Why?\n\n<details><summary>Answer</summary>\n\nBecause of $x$.\n</details>\n\n"
+          "More text.\n<details><summary>Answers</summary>\n1. one\n2. two\n</details>")
+    out = strip_answers(md)
+    assert "Because" not in out and "1. one" not in out
+    assert out.count(STUB_MARKDOWN) == 2 and out.count("<summary>") == 2 and "More text." in out
+    assert strip_answers("no questions here") == "no questions here"
+
+
+def test_release_strip_answers_leaves_the_default_release_alone(tmp_path):
+    from pathlib import Path
+
+    from grading.release import release
+
+    notebooks = Path(__file__).resolve().parents[2] / "notebooks"
+    [(stripped, _)] = release(notebooks, tmp_path / "graded", labs=["04"], answers=False)
+    [(default, _)] = release(notebooks, tmp_path / "self", labs=["04"])
+    assert "YOUR ANSWER HERE" in stripped.read_text() and "GPT-2's recipe" not in stripped.read_text()
+    assert "GPT-2's recipe" in default.read_text()
