@@ -245,6 +245,12 @@ def enter_view(view: dict[str, list[str]], work_mb: int) -> Path:
     root = view["root"]
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we do leaks back to the host
     _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=8m,mode=0755")
+    # The scratch /tmp first, so a view path that lives under /tmp (a checkout or venv in /tmp, as in CI) is
+    # bound on top of it instead of being hidden by it.
+    for d in ("/tmp", "/dev/shm", "/proc"):
+        os.makedirs(root + d, exist_ok=True)
+    _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={work_mb}m,mode=0777")
+    _mount("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0777")
     for p in view["ro"]:
         src, dst = os.path.realpath(p), root + p
         if os.path.isdir(src):
@@ -262,10 +268,6 @@ def enter_view(view: dict[str, list[str]], work_mb: int) -> Path:
         os.makedirs(root + "/dev", exist_ok=True)
         open(f"{root}/dev/{d}", "a").close()
         _mount(f"/dev/{d}", f"{root}/dev/{d}", None, MS_BIND)
-    for d in ("/tmp", "/dev/shm", "/proc"):
-        os.makedirs(root + d, exist_ok=True)
-    _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={work_mb}m,mode=0777")
-    _mount("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0777")
     _remount_ro(root, {root + "/tmp", root + "/dev/shm"})
     os.chroot(root)
     os.chdir("/")

@@ -17,6 +17,7 @@ import torch
 
 from labsupport import classify
 from labsupport.check import Records, Trace, WrongAnswer, compare, exercise
+from labsupport.checks.lab04 import tiny_gpt  # at import: the sandbox hides check modules once drivers are loaded
 
 WORDS = "a the film story is was great dull fine never not good bad at all , . ! it".split()
 SENTENCES = ["a great film .", "dull", "the story is not good at all , not at all !", "it is fine", "bad"]
@@ -131,8 +132,6 @@ CLF_SENTENCE = torch.tensor([[4, 9, 2, 6]])
 
 def _classifier(cls: type) -> torch.nn.Module:
     """cls(a tiny lab GPT, 3 classes, pad_id 1) with a seeded head that has an opinion, in eval mode."""
-    from labsupport.checks.lab04 import tiny_gpt
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(12)
         clf = cls(tiny_gpt(seed=11, block_size=10, vocab_size=12), 3, pad_id=CLF_PAD).eval()

@@ -202,8 +202,10 @@ def softmax(x, axis=-1):
         "cell-04": "BIG = " + "+".join(["1"] * 100_000) + "\n\ndef softmax(x, axis=-1):\n    return x * 0 + BIG",
     },
     "many_names": {  # quadratic extraction: thousands of names, each looked up among thousands of statements
-        "cell-04": "\n".join(f"n{i} = {i}" for i in range(6000)) + "\n\ndef softmax(x, axis=-1):\n    return x + ("
-                   + " + ".join(f"n{i}" for i in range(6000)) + ")",
+        # a flat list (not a nested sum, which would be `deep_expression`), big enough that reading it outlasts
+        # parse_seconds even on an idle machine
+        "cell-04": "\n".join(f"n{i} = {i}" for i in range(30000)) + "\n\ndef softmax(x, axis=-1):\n    return x + sum(["
+                   + ", ".join(f"n{i}" for i in range(30000)) + "])",
     },
     # --- class 7: secrets and neighbours -------------------------------------------------------------------
     "read_secrets": {
