@@ -49,24 +49,6 @@ def local_hub(monkeypatch):
     server.shutdown()
 
 
-def test_explicit_profile_beats_env(monkeypatch):
-    monkeypatch.setenv("LABSUPPORT_PROFILE", "full")
-    assert runtime.resolve_profile("smoke")[0] == "smoke"
-
-
-def test_env_profile(monkeypatch):
-    monkeypatch.setenv("LABSUPPORT_PROFILE", "offline")
-    assert runtime.resolve_profile() == ("offline", "chosen by $LABSUPPORT_PROFILE")
-
-
-def test_unknown_profile_lists_valid_ones(monkeypatch):
-    with pytest.raises(ValueError, match="full, offline, smoke"):
-        runtime.resolve_profile("fast")
-    monkeypatch.setenv("LABSUPPORT_PROFILE", "bogus")
-    with pytest.raises(ValueError, match="'bogus'"):
-        runtime.resolve_profile()
-
-
 @pytest.mark.parametrize("var", detect.OFFLINE_VARS)
 @pytest.mark.parametrize("value", ["1", "ON", "yes", "True"])
 def test_every_offline_spelling_skips_the_probe(auto, var, value):
