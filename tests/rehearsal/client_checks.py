@@ -112,8 +112,8 @@ def expect_failure(what: str, contains: str, within: float, profile: str | None 
 
 
 def detection(expect: str) -> None:
-    """setup() with no profile given chooses `expect` by itself."""
-    from labsupport import runtime
+    """labsupport.setup() (what every notebook calls) with no profile given chooses `expect` by itself."""
+    import labsupport
 
-    cfg = runtime.setup("99_rehearsal")
+    cfg = labsupport.setup("99_rehearsal")
     assert cfg.profile == expect, (cfg.profile, cfg.why)
