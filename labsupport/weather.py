@@ -170,9 +170,6 @@ def split_tokens(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return lut[tokens[:, :T]], lut[tokens[:, T:]]
 
 
-_split_tokens = split_tokens  # TODO(checks/lab03.py): still calls the old private name; use split_tokens
-
-
 def table_indices(seq: Any, kind: str) -> torch.Tensor:
     """Names or token ids of observations (`kind="observation"`) or states (`kind="state"`) -> table indices
     (positions in OBSERVATIONS or STATES), a 1-D long tensor."""

@@ -20,10 +20,7 @@ KNOWN_CYCLE = {  # edges left out of the cycle check
                             "with runner.run_labs (fix: move the CLI into __main__)",
 }
 KNOWN_MODEL_REGISTRY = {"gpt": "GPT.from_pretrained resolves the name 'gpt2' through assets"}
-KNOWN_PRIVATE = {  # (file relative to the repo, module.name)
-    ("labsupport/checks/lab03.py", "weather._split_tokens"): "use weather.split_tokens",
-    ("labsupport/checks/lab03.py", "hmm._predictive"): "use hmm.bayes_predictive on (N, T) batches",
-}
+KNOWN_PRIVATE: dict[tuple[str, str], str] = {}  # (file relative to the repo, module.name)
 MODEL_MODULES = ("attention", "gpt")  # models load weights from a directory; asset names resolve in assets
 
 

@@ -81,15 +81,15 @@ def drive_make_xy(t: Trace, make_xy: Callable) -> None:
 
 
 def ref_bayes_predictive(obs: torch.Tensor, states: torch.Tensor, proba: dict) -> torch.Tensor:
-    """(T, 3) in proba order, one sequence (the exercise's contract), from labsupport.hmm's batched version."""
-    return hmm._predictive(obs[None], states[None], weather.validate_proba(proba))[0]
+    """(T, 3) in proba order, one sequence (the exercise's contract): labsupport.hmm's public version."""
+    return hmm.bayes_predictive(obs, states, proba)
 
 
 PREDICTIVE_CASES = []
 for _name, _proba in PROBAS.items():
     _p = weather.validate_proba(_proba)
     for _T, _seed in ((1, 0), (2, 1), (6, 2), (8, 3)):
-        _obs, _st = weather._split_tokens(_sequences(_proba, _T, 4, _seed))
+        _obs, _st = weather.split_tokens(_sequences(_proba, _T, 4, _seed))
         PREDICTIVE_CASES += [(_name, _p, _obs[i], _st[i]) for i in range(len(_obs))]
 
 
