@@ -327,9 +327,14 @@ def _secrets(spec: LabSpec, hidden: Path | None, out: Path | None, subs: list[Su
 def grade(spec: LabSpec, submissions: list[Submission], out: Path | None = None, hidden: Path | None = None,
           jobs: int = 1, force: bool = False, progress: bool = True, isolation: str = "auto",
           public_only: bool = False, seeds: dict[str, int] | None = None, only: set[str] | None = None,
-          mask: list[Path] | None = None) -> list[dict[str, Any]]:
+          mask: list[Path] | None = None, reuse: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Grade `submissions`; with `out`, write out/<student>.json (and students.json) and skip those
-    already graded."""
+    already graded.
+
+    `reuse` (for selftest): {key: base key}, both submissions of this call with the same seed. The first
+    one runs only the exercises whose extracted code differs from the base's and takes the base's results
+    for the others: each exercise runs in a fresh process from its own code and the seed alone, so running
+    it again would give the same results."""
     from tqdm.auto import tqdm
 
     grader = Grader(spec, hidden, public_only, only)
@@ -356,25 +361,39 @@ def grade(spec: LabSpec, submissions: list[Submission], out: Path | None = None,
             else:
                 todo.append((sub, got))
     if todo:
-        job_list = [{"key": s.key, "seed": (seeds or {}).get(s.key, spec.seed), "exercises": got["exercises"]}
-                    for s, got in todo]
         by_key = {s.key: (s, got) for s, got in todo}
+        seed = {s.key: (seeds or {}).get(s.key, spec.seed) for s, _ in todo}
+        base = {k: b for k, b in (reuse or {}).items()
+                if k in by_key and b in by_key and b not in (reuse or {}) and seed[k] == seed[b]}
+        job_list = [{"key": s.key, "seed": seed[s.key],
+                     "exercises": [e for e in got["exercises"]
+                                   if s.key not in base or e not in by_key[base[s.key]][1]["exercises"]]}
+                    for s, got in todo]
         secrets = _secrets(spec, hidden, out, [s for s, _ in todo], mask) + [
             Path(f) for f in grader.judges.reference_files()]
         log = (out / "worker.log") if out else _temp_log()
         isolation_info: dict = {}
         bar = tqdm(total=len(todo), desc=f"grading lab {spec.lab}", unit="nb", disable=not progress)
+        events: dict[str, dict] = {}
         for event in run_worker(grader, job_list, max(1, jobs), secrets, isolation, log):
             if event["t"] == "ready":
                 isolation_info = event["isolation"]
             elif event["t"] == "result":
-                sub, got = by_key[event["key"]]
-                rec = _record(grader, sub, (seeds or {}).get(sub.key, spec.seed), isolation_info, event, None,
-                              sub.warnings + got["warnings"], got["sha256"])
-                results[sub.key] = rec
-                if out:
-                    write_json(out / f"{sub.key}.json", rec)
-                bar.update(1)
+                events[event["key"]] = event
+                # this submission, and those waiting for it as their base, once their base's results are in
+                for key in [event["key"], *(k for k, b in base.items() if b == event["key"] and k in events)]:
+                    if key in base and base[key] not in events:
+                        continue
+                    sub, got = by_key[key]
+                    ev = events[key]
+                    if key in base:
+                        ev = dict(ev, exercises={**events[base[key]]["exercises"], **ev["exercises"]})
+                    rec = _record(grader, sub, seed[key], isolation_info, ev, None, sub.warnings + got["warnings"],
+                                  got["sha256"])
+                    results[sub.key] = rec
+                    if out:
+                        write_json(out / f"{sub.key}.json", rec)
+                    bar.update(1)
         if not out:
             log.unlink()  # kept (and named in the error) only when the worker failed
         bar.close()

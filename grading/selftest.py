@@ -109,8 +109,11 @@ def selftest(spec: LabSpec, hidden: Path | None, jobs: int = 1, progress: bool =
             nbformat.write(nb, Path(tmp) / f"{key}.ipynb")
             subs.append(Submission(key, Path(tmp) / f"{key}.ipynb"))
         seeds = {f"solution_seed{s}": s for s in SEEDS}
+        # a mutant changes one exercise's code: it runs only the exercises whose extracted code differs from
+        # the solution's and takes the solution's results (same seed) for the others
+        reuse = {k: f"solution_seed{spec.seed}" for k in notebooks if k.startswith("mutant_")}
         recs = {r["student"]: r for r in grade(spec, subs, hidden=hidden, jobs=jobs, progress=progress,
-                                               public_only=public_only, seeds=seeds)}
+                                               public_only=public_only, seeds=seeds, reuse=reuse)}
     first = recs["solution_seed0"]
     top = first["max_score"]
     note = " (public tests only: no hidden tests given)" if public_only and any(t.hidden for t in spec.tests) else ""

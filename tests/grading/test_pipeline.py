@@ -149,12 +149,25 @@ def test_gradescope_bundle_and_autograder_run(klass, spec99, tmp_path):
     assert results_json(klass[3]["alice"], 1.0)["score"] == 9
 
 
-def test_selftest_passes_on_the_fixture_lab(spec99):
+def test_selftest_passes_on_the_fixture_lab(spec99, monkeypatch):
+    ran = {}
+    real = grade_mod.run_worker
+
+    def spy(grader, jobs, *args):
+        ran.update({job["key"]: [ex["id"] for ex in job["exercises"]] for job in jobs})
+        ready, *results = real(grader, jobs, *args)
+        return iter([ready, *reversed(results)])  # the mutants' results come before the solution's they reuse
+
+    monkeypatch.setattr(grade_mod, "run_worker", spy)
     res = selftest(spec99, HIDDEN, jobs=2)
     assert res.failures == []
     text = "\n".join(res.lines)
     assert "solution   9/9 with seeds 0, 1, 2" in text and "student    0/9" in text
+    # a mutant runs only its own exercise; its score counts the solution's results for the other two
     assert "softmax_unstable                 8/9  caught by 99.1/large_logits" in text
+    assert "pairs_off_by_one                 7/9  caught by 99.3/public" in text
+    assert ran["mutant_softmax_unstable"] == ["99.1"] and ran["mutant_pairs_off_by_one"] == ["99.3"]
+    assert ran["solution_seed1"] == ran["student"] == ["99.1", "99.2", "99.3"]
 
 
 def test_mutant_that_does_not_apply_is_an_error(spec99):
