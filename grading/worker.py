@@ -49,9 +49,7 @@ def _write(fd: int, msg: dict[str, Any]) -> None:
 def load(cfg: dict[str, Any]) -> Loaded:
     """Load what every submission shares, once, before any fork."""
     import torch
-    import torch._dynamo  # noqa: F401  an optimizer's first step imports it, and it re-wraps torch.manual_seed:
 
-    # import it before the monkeypatching snapshot, or a check that trains a model looks like tampering
     from labsupport.check import EXERCISES
     from labsupport.runtime import seed_everything
 
