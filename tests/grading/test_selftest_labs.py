@@ -3,8 +3,8 @@ spec: the solution scores 100% identically over 3 seeds, the released student no
 mutant loses points.
 
 This runs the full selftest (all seeds, all mutants) with the public checks only: the hidden-tests overlay is
-private and not in this repository. All labs together take about 20 s on 2 CPU cores, so CI needs no
-separate `python -m grading selftest` step."""
+private and not in this repository. All labs together take about 50 s of CPU (a mutant runs only the
+exercise it changes, see `grade(reuse=...)`), so CI needs no separate `python -m grading selftest` step."""
 
 from __future__ import annotations
 
