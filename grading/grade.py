@@ -235,8 +235,8 @@ def run_worker(grader: Grader, jobs: list[dict], n: int, secrets: list[Path], is
             if event["t"] == "fatal":
                 raise SystemExit(f"error: the grading worker could not load lab {grader.spec.lab}: "
                                  f"{event['message']}\n{event.get('trace', '')}\n(log: {log})")
-            event["isolation"] = sandbox.describe(mode, note, limits, event["cgroups"],
-                                                  event.get("run_as", "")).as_dict()
+            event["isolation"] = sandbox.describe(mode, note, limits, event["cgroups"], event.get("run_as", ""),
+                                                  bool(event.get("nested"))).as_dict()
             yield event
             queue = list(enumerate(jobs))
             while queue or running:
