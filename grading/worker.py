@@ -49,9 +49,7 @@ def _write(fd: int, msg: dict[str, Any]) -> None:
 def load(cfg: dict[str, Any]) -> Loaded:
     """Load what every submission shares, once, before any fork."""
     import torch
-    import torch._dynamo  # noqa: F401  an optimizer's first step imports it, and it re-wraps torch.manual_seed:
 
-    # import it before the monkeypatching snapshot, or a check that trains a model looks like tampering
     from labsupport.check import EXERCISES
     from labsupport.runtime import seed_everything
 
@@ -61,8 +59,11 @@ def load(cfg: dict[str, Any]) -> Loaded:
 
         load_checks(cfg["checks_source"])
     own = f"labsupport.checks.lab{cfg['lab']}"
-    if importlib.util.find_spec(own) is not None:
-        importlib.import_module(own)
+    checks = [importlib.import_module(own)] if importlib.util.find_spec(own) is not None else []
+    checks += [sys.modules["labgrade_checks"]] if "labgrade_checks" in sys.modules else []
+    for module in checks:  # what a check's drivers would import lazily in every exercise process (PRELOAD)
+        for name in getattr(module, "PRELOAD", ()):
+            importlib.import_module(name)
     base: dict[str, Any] = {"__name__": "__main__"}
     exec(compile(cfg["prelude"] + "\n" + cfg["setup"], "<prelude>", "exec"), base)  # noqa: S102 -- trusted
     hidden: dict[str, Any] = {}
