@@ -84,3 +84,13 @@ def test_spec_allow_list_permits_a_listed_reference():
     code = "from labsupport.bpe_train import learn_merges"
     assert reference_use("", [code], ["labsupport.bpe_train:learn_merges"], ["labsupport.bpe_train:learn_merges"]) \
         is None
+
+
+def test_re_exports_of_a_reference_are_found_and_flagged():
+    from grading.judge import aliases
+
+    found = aliases(["labsupport.generate:generate", "labsupport.gpt:GPT.generate"])
+    assert {"labsupport.lmtrain:generate", "labsupport.lstm:generate", "labsupport.gpt:GPT.generate"} <= set(found)
+    code = "from labsupport.lmtrain import generate as g\ndef generate(m, ids, n):\n    return g(m, ids, n)"
+    assert "labsupport.lmtrain.generate" in reference_use("", [code], found, [])
+    assert reference_use("", [code], aliases(["labsupport.generate:top_k_filter"]), []) is None
