@@ -6,7 +6,8 @@ applies instead, and one submission's /tmp is not another's. Run the non-root ha
         tests/grading/test_limits.py'
 
 .ci/run runs as root: there it covers root's paths (pids/memory cgroups in namespaces mode; bwrap, where
-root's processes are stated as NOT limited) and skips the non-root assertions, naming this command."""
+root's processes are stated as NOT limited), and re-runs the namespaces half as user `nobody` when that user
+can reach the interpreter and the checkout (the last test); else it skips, naming the command above."""
 
 from __future__ import annotations
 
@@ -137,3 +138,53 @@ def test_non_root_caps_are_per_submission(graded):
         pytest.skip(f"namespaces do not nest inside bwrap here: {iso['processes']}")
     assert f"at most {spec.limits.processes} per submission" in iso["processes"]
     assert "user namespace" in iso["processes"] and "PID namespace" in iso["processes"]
+
+
+@pytest.mark.skipif(not ROOT, reason="already non-root: the tests above are the non-root run")
+def test_an_unprivileged_instructor_gets_per_submission_caps():
+    """As root (CI): re-run the namespaces half of this file as user `nobody`, where this interpreter is
+    reachable by it (a Python under /root usually is not: then run the command in the docstring by hand)."""
+    import pwd
+
+    try:
+        user = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user `nobody` to run as")
+    if sandbox.namespaces_available():
+        pytest.skip(f"no namespaces here: {sandbox.namespaces_available()}")
+    import tempfile
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="labgrade-nobody-"))  # pytest's own tmp dirs are root's alone
+    os.chown(tmp_path, user.pw_uid, user.pw_gid)
+    try:
+        _run_as(user, tmp_path)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _run_as(user, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def drop() -> None:
+        os.setgroups([])
+        os.setresgid(user.pw_gid, user.pw_gid, user.pw_gid)
+        os.setresuid(user.pw_uid, user.pw_uid, user.pw_uid)
+
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1",
+           "LABSUPPORT_CACHE": str(tmp_path / "cache"), "TMPDIR": str(tmp_path)}
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        probe = subprocess.run([sys.executable, "-c", "import grading, pytest"], preexec_fn=drop, env=env,
+                               cwd=repo, capture_output=True, text=True)
+        why = probe.stderr.strip()[-200:] if probe.returncode else ""
+    except OSError as err:
+        why = str(err)
+    if why:
+        pytest.skip(f"user nobody cannot run this Python or read the checkout ({why}); {AS_USER}")
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-n", "0", "-p", "no:randomly",
+                          "--basetemp", str(tmp_path / "pytest"), __file__, "-k", "namespaces and (fork or non_root)"],
+                         preexec_fn=drop, env=env, cwd=repo, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "PASSED tests/grading/test_limits.py::test_non_root_caps_are_per_submission[namespaces]" in run.stdout, \
+        run.stdout[-3000:]
