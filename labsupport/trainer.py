@@ -45,10 +45,12 @@ def make_adamw(model: nn.Module, train_config: CfgNode) -> torch.optim.AdamW:
 
     Decaying biases, LayerNorm gains or embeddings would pull them towards 0, which is not a useful prior.
     """
-    decay, no_decay = [], []
+    decay, no_decay, seen = [], [], set()
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
-            (decay if isinstance(module, nn.Linear) and name == "weight" else no_decay).append(p)
+            if id(p) not in seen:  # a tied matrix (GPT-2's wte = lm_head) joins one group, the first it meets
+                seen.add(id(p))
+                (decay if isinstance(module, nn.Linear) and name == "weight" else no_decay).append(p)
     groups = [
         {"params": decay, "weight_decay": train_config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},

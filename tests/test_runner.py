@@ -6,6 +6,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
 from labsupport import runner
+from labsupport.__main__ import main
 
 
 def _write(path, *sources):
@@ -21,8 +22,8 @@ def test_run_reports_numbers_and_names_failing_cell(tmp_path, capsys, monkeypatc
     _write(nbs / "02_bad.ipynb", "x = 1", "# compute the answer\n1 / 0")
     _write(nbs / "notes.ipynb", "raise SystemExit")  # not a lab: ignored
     out = tmp_path / "out"
-    code = runner.main(["run", "--profile", "smoke", "--scale", "laptop", "--notebooks", str(nbs), "--out", "out",
-                        "--timeout", "120"])
+    code = main(["run", "--profile", "smoke", "--scale", "laptop", "--notebooks", str(nbs), "--out", "out",
+                 "--timeout", "120"])
     captured = capsys.readouterr()
     assert code == 1
     assert "profile smoke, scale laptop" in captured.out  # the table says which scale its numbers come from
