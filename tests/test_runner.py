@@ -55,3 +55,12 @@ def test_format_table_aligns_columns():
     assert lines[0].startswith("lab")
     assert lines[0].index("status") == lines[2].index(" ok ") + 1 == lines[3].index("FAILED")
     assert "merges=100" in lines[2] and "1.2" in lines[2]
+
+
+def test_the_console_script_and_python_m_run_the_same_cli():
+    import importlib
+    import tomllib
+
+    project = tomllib.loads((runner.REPO / "pyproject.toml").read_text())["project"]
+    module, func = project["scripts"]["labsupport"].split(":")
+    assert getattr(importlib.import_module(module), func) is main  # importing labsupport.__main__ does not exit
