@@ -196,12 +196,10 @@ class Parser:
 
     def _start(self) -> None:
         from grading.sandbox import grading_env
-        from grading.spec import REPO
 
-        env = grading_env("smoke")
-        env["PYTHONPATH"] = str(REPO)
+        env = grading_env("smoke")  # its PYTHONPATH finds grading when it is not installed
         self.proc = subprocess.Popen([sys.executable, "-m", "grading.parse"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd="/")
         self.proc.stdin.write((json.dumps(self.cfg) + "\n").encode())
         self.proc.stdin.flush()
         self.buf = b""
