@@ -49,8 +49,8 @@ def notebooks_dir(value: str | os.PathLike | None = None) -> Path:
     """Where the solution notebooks are: `value` (--notebooks), else notebooks/ of the checkout this grader
     runs from, else ./notebooks; an installed grader outside a checkout must be told."""
     if value is not None:
-        return Path(value)
-    for candidate in ([CHECKOUT / "notebooks"] if CHECKOUT else []) + [Path("notebooks")]:
+        return Path(value).absolute()
+    for candidate in ([CHECKOUT / "notebooks"] if CHECKOUT else []) + [Path("notebooks").absolute()]:
         if candidate.is_dir():
             return candidate
     raise SpecError("no solution notebooks: pass --notebooks DIR (the folder holding NN_topic.ipynb), "
