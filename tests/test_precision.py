@@ -74,7 +74,7 @@ def policy_on_cpu(request, monkeypatch):
         decision = real("cuda", **kwargs)
         return dataclasses.replace(decision, device_type="cpu")
 
-    for module in (precision, trainer, lstm, classify):
+    for module in (precision, trainer, classify):
         monkeypatch.setattr(module, "amp", as_cpu)
     return torch.float16 if request.param == (7, 5) else torch.bfloat16
 
@@ -116,15 +116,18 @@ def test_trainer_trains_and_evaluates_under_the_policy(policy_on_cpu, monkeypatc
     assert scalers == [policy_on_cpu is torch.float16]  # a GradScaler exactly when training in fp16
 
 
-def test_lstm_loops_follow_the_policy(policy_on_cpu):
+def test_lstm_trains_and_evaluates_under_the_policy(policy_on_cpu):
+    """Lab 06's LSTM, trained by the Trainer over a length-bucketed DataLoader: autocast on, logits float32."""
     torch.manual_seed(0)
     config = lstm.LSTMLanguageModel.get_default_config()
     config.merge_from_dict(dict(vocab_size=20, embed_dim=8, hidden_size=8))
     model = Spy(lstm.LSTMLanguageModel(config))
-    model.pad_id = lstm.LSTMLanguageModel(config).pad_id
-    x = torch.randint(4, 20, (8, 6))
-    loader = [(x[:4], x[:4]), (x[4:], x[4:])]
-    lstm.evaluate(model, loader)
+    loader = lstm.make_loader([[2, *torch.randint(4, 20, (n,)).tolist(), 3] for n in range(3, 11)], 4)
+    train_config = trainer.Trainer.get_default_config()
+    train_config.merge_from_dict(dict(device="cpu", max_epochs=1, progress=False))
+    trainer.Trainer(train_config, model, loader).run()
+    trainer.evaluate(model, loader)
+    assert len(model.seen) == 2 * len(loader)
     assert {s[0] for s in model.seen} == {policy_on_cpu} and {s[1] for s in model.seen} == {torch.float32}
 
 
