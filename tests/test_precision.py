@@ -1,5 +1,5 @@
 """The one precision policy (labsupport.precision.amp): what it picks per device capability, and that every
-loop (Trainer, LSTM, classifier, streaming evaluation) runs under it. No GPU is needed: the capability is
+loop (Trainer, LSTM, classifier, HMM and streaming evaluation) runs under it. No GPU is needed: the capability is
 monkeypatched, and the CUDA decision is then executed with CPU autocast of the same dtype."""
 
 import dataclasses
@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import TensorDataset
 from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoConfig, GPTNeoForCausalLM
 
-from labsupport import classify, lstm, precision, streaming, trainer
+from labsupport import classify, hmm, lstm, precision, streaming, trainer, weather
 from labsupport.classify import GPTClassifier
 from labsupport.config import CfgNode
 from labsupport.gpt import GPT
@@ -74,7 +74,7 @@ def policy_on_cpu(request, monkeypatch):
         decision = real("cuda", **kwargs)
         return dataclasses.replace(decision, device_type="cpu")
 
-    for module in (precision, trainer, classify):
+    for module in (precision, trainer, classify, hmm):
         monkeypatch.setattr(module, "amp", as_cpu)
     return torch.float16 if request.param == (7, 5) else torch.bfloat16
 
@@ -137,6 +137,17 @@ def test_classifier_evaluation_follows_the_policy(policy_on_cpu):
     data = TensorDataset(torch.randint(1, 20, (6, 8)), torch.randint(0, 2, (6,)))
     trainer.evaluate(spy, torch.utils.data.DataLoader(data, batch_size=3))  # the one evaluation
     assert {s[0] for s in spy.seen} == {policy_on_cpu} and {s[1] for s in spy.seen} == {torch.float32}
+
+
+def test_hmm_evaluation_follows_the_policy(policy_on_cpu):
+    """hmm's per-position evaluation (not trainer.evaluate: a value per state position) runs under the policy."""
+    seen = []
+    model = tiny_gpt(vocab=8)
+    model.register_forward_hook(lambda m, args, out: seen.append(
+        torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None))
+    data = weather.WeatherDataset("test", seq_len=4, num_instances=20)
+    loss = hmm.evaluate_model_loss(model, data, device="cpu", batch_size=8)
+    assert loss.shape == (4,) and loss.dtype == torch.float64 and seen and set(seen) == {policy_on_cpu}
 
 
 # ------------------------------------------------------------------ perplexity under the policy
