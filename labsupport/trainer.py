@@ -305,11 +305,20 @@ class Trainer:
 
     def _total(self) -> int | None:
         """Steps the progress bar counts to (None: unknown)."""
-        total = self.config.max_iters
-        if self.epochs and self.config.max_epochs is not None and hasattr(self.train_dataset, "__len__"):
-            by_epochs = self.config.max_epochs * len(self.train_dataset)
+        total, per_epoch = self.config.max_iters, self._batches_per_epoch()
+        if self.config.max_epochs is not None and per_epoch is not None:
+            by_epochs = self.config.max_epochs * per_epoch
             total = by_epochs if total is None else min(total, by_epochs)
         return total
+
+    def _batches_per_epoch(self) -> int | None:
+        """len() of a DataLoader as train data; None for a dataset's endless batches or a loader without len()."""
+        if not self.epochs:
+            return None
+        try:
+            return len(self.train_dataset)
+        except TypeError:  # a DataLoader over an IterableDataset without __len__
+            return None
 
     def run(self) -> None:
         """Train until iter_num reaches config.max_iters (or epoch reaches config.max_epochs); calling it again
@@ -394,8 +403,7 @@ class Trainer:
         """What fixes the order of the training batches; a resume needs the same."""
         if not self.epochs:  # batch k depends only on (seed, k), so the position in the data stream is iter_num
             return {"seed": self.config.seed, "batch_size": self.config.batch_size}
-        n = len(self.train_dataset) if hasattr(self.train_dataset, "__len__") else None
-        return {"batches_per_epoch": n}  # the loader's order depends on its own seed and the epoch
+        return {"batches_per_epoch": self._batches_per_epoch()}  # the loader's order: its own seed and the epoch
 
     def save(self, path: str | os.PathLike) -> None:
         """Checkpoint everything needed to continue exactly (`save_checkpoint`'s format)."""

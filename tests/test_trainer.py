@@ -221,3 +221,18 @@ def test_epochs_need_a_dataloader_and_a_dataset_may_bring_a_collate_fn():
     trainer = Trainer(base.config, base.model, Ragged(), collate_fn=pad)
     trainer.run()
     assert trainer.iter_num == 3 and all(np.isfinite(trainer.losses))
+
+
+def test_a_dataloader_without_len_trains_epoch_by_epoch():
+    """An IterableDataset's loader has no len(): the Trainer still counts its epochs (and the progress bar has
+    no total)."""
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            data = ReverseDataset(n=16)
+            return (data[i] for i in range(len(data)))
+
+    base = build(max_iters=None)
+    base.config.max_epochs = 2
+    trainer = Trainer(base.config, base.model, DataLoader(Stream(), batch_size=8))
+    trainer.run()
+    assert trainer.iter_num == 4 and trainer.epoch == 2 and len(trainer.epoch_losses) == 2
