@@ -29,9 +29,11 @@ from torch.utils.data import DataLoader
 
 from labsupport import lstm
 from labsupport.assets import load_dataset, missing_offline_packages
+from labsupport.evaluation import evaluate
+from labsupport.precision import amp
 from labsupport.runtime import get_device, resolve_profile, seed_everything
 from labsupport.textdata import WordVocab, encode_documents
-from labsupport.trainer import Trainer, evaluate, precision_policy
+from labsupport.trainer import Trainer
 
 MAX_LEN = 258
 RECIPES = {  # name: (batch size, bucketing, bf16 autocast on CUDA, learning rate, gradient clipping)
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         model = copy.deepcopy(init)
         warm_up(model, loader, recipe, args.warmup, device)
         trainer = trainer_for(model, loader, recipe, device, epochs=args.epochs)
-        policy = precision_policy(device, recipe["amp"], model, training=True)
+        policy = amp(device, model=model, enabled=recipe["amp"])
         line = f"{name:>8}: batch {recipe['batch_size']:>3}, bucketing {'on ' if recipe['bucket'] else 'off'}, " \
                f"{policy.name if policy.dtype else 'float32'}"
         if args.epochs:

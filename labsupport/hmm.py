@@ -220,7 +220,7 @@ def per_position_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.
 @torch.no_grad()
 def _evaluate(model: torch.nn.Module, dataset: Dataset, device: Any, batch_size: int) -> tuple[torch.Tensor, ...]:
     """Per-position (mean NLL (T,), accuracy (T,)) of `model` over all of `dataset`, dropout off, under the one
-    precision policy. Not trainer.evaluate: that one averages every target into one number, this keeps a value
+    precision policy. Not evaluation.evaluate: that one averages every target into one number, this keeps a value
     per state position (to compare with bayes_loss / bayes_floor position by position)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     policy = amp(device, training=False, model=model)

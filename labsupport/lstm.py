@@ -1,5 +1,6 @@
 """Lab 06's pipeline (IMDB reviews): review cleaning, a word-level LSTM language model, its length-bucketed
-batches, the unigram baseline and sampling. Training and evaluation are labsupport.trainer's.
+batches, the unigram baseline and sampling. It trains with labsupport.trainer and evaluates with
+labsupport.evaluation.
 
     config = LSTMLanguageModel.get_default_config()
     config.vocab_size = len(vocab)
@@ -116,7 +117,7 @@ class LSTMLanguageModel(nn.Module):
         data = torch.load(path, map_location=map_location, weights_only=True)
         if not isinstance(data, dict) or "config" not in data or "state_dict" not in data:
             raise ValueError(f"{path} was not written by LSTMLanguageModel.save (a training checkpoint? "
-                             f"use Trainer.resume or labsupport.trainer.load_checkpoint)")
+                             f"use Trainer.resume or labsupport.checkpoint.load_checkpoint)")
         model = cls(CfgNode(**data["config"]))
         model.load_state_dict(data["state_dict"])
         return model

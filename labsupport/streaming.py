@@ -279,13 +279,12 @@ def evaluate(model, tokenizer, stream: datasets.IterableDataset | datasets.Datas
 
     Defaults on CUDA: num_workers=min(4, cpus - 1); on CPU/MPS: float32, num_workers=0. amp=False: float32.
     Dropout is off during the evaluation (core.eval_mode; the model's mode is restored afterwards).
-    Not trainer.evaluate: the blocks overlap, and the sliding-window loss counts only the targets no earlier
+    Not evaluation.evaluate: the blocks overlap, and the sliding-window loss counts only the targets no earlier
     block scored (`sliding_labels`), beside the naive and the per-batch means the lab compares it with.
     """
     device = next(model.parameters()).device
     cuda = device.type == "cuda"
-    policy = precision.amp(device, training=False, model=model) if amp else precision.Precision(
-        device.type, None, False, "float32: amp=False")
+    policy = precision.amp(device, training=False, model=model, enabled=amp)
     if num_workers is None:
         num_workers = max(0, min(4, (os.cpu_count() or 1) - 1)) if cuda else 0
     max_pos = getattr(model.config, "max_position_embeddings", None)

@@ -1,12 +1,11 @@
-"""Training and evaluation of every lab model: a small, resumable training loop (after minGPT's Trainer),
-its optimizer recipe (`make_adamw`) and the one evaluation (`evaluate`).
+"""The one training loop of every lab model (after minGPT's Trainer), resumable, and its optimizer recipe
+(`make_adamw`). Evaluation is `labsupport.evaluation.evaluate`, checkpoints are `labsupport.checkpoint`'s.
 
     train_config = Trainer.get_default_config()
     train_config.max_iters = 2000
     trainer = Trainer(train_config, model, train_dataset)   # datasets yield (x, y) tensor pairs
     trainer.add_callback("on_batch_end", lambda tr: tr.iter_num % 100 == 0 and tr.save("ckpt.pt"))
     trainer.run()
-    evaluate(model, DataLoader(test_dataset, batch_size=256))   # {"loss", "count", "perplexity", "accuracy"}
 
 A dataset is read as endless random batches (`random_batches`; `collate_fn` pads ragged items). A
 `DataLoader` is read as it is, epoch after epoch (config.max_epochs), e.g. Lab 06's length-bucketed loader:
@@ -27,7 +26,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
 
@@ -37,14 +36,14 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from labsupport.checkpoint import load_checkpoint, save_checkpoint
 from labsupport.config import CfgNode
-from labsupport.core import IGNORE_INDEX, eval_mode, perplexity
-from labsupport.io import atomic_torch_save
+from labsupport.core import IGNORE_INDEX
+from labsupport.evaluation import evaluate
 from labsupport.precision import Precision, amp, backward_step
-from labsupport.runtime import get_device, rng_state, seed_everything, set_rng_state
+from labsupport.runtime import get_device, seed_everything
 
 EVENTS = ("on_batch_end", "on_eval", "on_epoch_end")
-CHECKPOINT_VERSION = 2  # 2: one format for every loop (model, optimizer, RNG states + the loop's own progress)
 SYNC_EVERY = 50  # on CUDA, copy losses to the host every this many steps (not every step)
 
 
@@ -64,76 +63,6 @@ def make_adamw(model: nn.Module, train_config: CfgNode) -> torch.optim.AdamW:
         {"params": no_decay, "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=train_config.learning_rate, betas=tuple(train_config.betas))
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable[Any], loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-             | None = None, *, max_batches: int | None = None, amp: bool = True) -> dict[str, float]:
-    """The one evaluation: token-weighted mean loss over `loader`'s (x, y) batches, dropout off.
-
-    Every target that is not IGNORE_INDEX counts once (a next token, a state, a class label), so batches with
-    fewer targets weigh less. `loss_fn(logits, y)` (a mean over the counted targets) replaces the model's own
-    loss. Returns {"loss", "count" (targets scored), "perplexity" (exp of the loss), "accuracy" (share of
-    counted targets whose largest logit is the target)}. Reads at most `max_batches` batches.
-    """
-    device = next(model.parameters()).device
-    policy = precision_policy(device, amp, model, training=False)
-    total = torch.zeros((), dtype=torch.float64, device=device)  # summed NLL, kept on the device: no sync per batch
-    hits = torch.zeros((), dtype=torch.long, device=device)
-    count = 0
-    with eval_mode(model):
-        for i, (x, y) in enumerate(loader):
-            if max_batches is not None and i >= max_batches:
-                break
-            n = int((y != IGNORE_INDEX).sum())  # counted on the loader's (CPU) copy
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with policy.autocast():
-                logits, loss = model(x, y)[:2]
-                if loss_fn is not None:
-                    loss = loss_fn(logits, y)
-            total += loss.double() * n
-            hits += ((logits.argmax(-1) == y) & (y != IGNORE_INDEX)).sum()
-            count += n
-    if count == 0:
-        raise ValueError("nothing to evaluate: the loader is empty or every target is IGNORE_INDEX")
-    mean = total.item() / count
-    return {"loss": mean, "count": count, "perplexity": perplexity(mean), "accuracy": hits.item() / count}
-
-
-def precision_policy(device: torch.device, enabled: bool, model: nn.Module, training: bool) -> Precision:
-    """labsupport.precision.amp's choice, or float32 when `enabled` is False (config.amp / amp=False)."""
-    if not enabled:
-        return Precision(device.type, None, False, "float32: amp is off")
-    return amp(device, training=training, model=model)
-
-
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    **progress: Any) -> None:
-    """The one checkpoint format: model, optimizer, every RNG state and the loop's `progress` (e.g. iter_num and
-    losses, or epoch and history), written atomically (a killed run never leaves a half-written file)."""
-    atomic_torch_save({"version": CHECKPOINT_VERSION, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                       "rng": rng_state(), "progress": progress}, path)
-
-
-def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    expect: str | None = None) -> dict[str, Any]:
-    """Restore what `save_checkpoint` wrote into `model` (and `optimizer`) and restore the RNG states, so the run
-    continues exactly; returns the loop's progress. `expect`: a progress key the caller's loop writes (checked
-    before anything is loaded, so another loop's checkpoint is refused whole)."""
-    device = next(model.parameters()).device
-    ckpt = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
-        found = ckpt.get("version") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path} is not a labsupport training checkpoint (version {found!r}; written by "
-                         f"save_checkpoint / Trainer.save, read with load_checkpoint / Trainer.resume)")
-    if expect is not None and expect not in ckpt["progress"]:
-        raise ValueError(f"{path} was written by another loop (its progress holds {sorted(ckpt['progress'])}, "
-                         f"no {expect!r})")
-    model.load_state_dict(ckpt["model"])
-    if optimizer is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-    set_rng_state(ckpt["rng"])
-    return ckpt["progress"]
 
 
 class RandomBatchSampler(Sampler[list[int]]):
@@ -278,7 +207,7 @@ class Trainer:
         return self.optimizer
 
     def _precision(self, training: bool) -> Precision:
-        return precision_policy(self.device, self.config.amp, self.model, training)
+        return amp(self.device, training=training, model=self.model, enabled=self.config.amp)
 
     def _loader(self, dataset: Dataset, seed: int, start: int) -> DataLoader:
         return random_batches(dataset, self.config.batch_size, seed, start, num_workers=self.config.num_workers,

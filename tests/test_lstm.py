@@ -6,10 +6,12 @@ import torch.nn.functional as F
 from torchmetrics.text import Perplexity
 
 from labsupport import lstm
+from labsupport.checkpoint import load_checkpoint, save_checkpoint
 from labsupport.core import IGNORE_INDEX
+from labsupport.evaluation import evaluate
 from labsupport.generate import generate
 from labsupport.textdata import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, WordVocab, encode_documents, pad_fraction
-from labsupport.trainer import Trainer, evaluate, load_checkpoint, save_checkpoint
+from labsupport.trainer import Trainer
 
 REVIEWS = [
     "A great movie.<br /><br />The acting was great and the plot was great .",

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import TensorDataset
 from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoConfig, GPTNeoForCausalLM
 
-from labsupport import classify, hmm, lstm, precision, streaming, trainer, weather
+from labsupport import classify, evaluation, hmm, lstm, precision, streaming, trainer, weather
 from labsupport.classify import GPTClassifier
 from labsupport.config import CfgNode
 from labsupport.gpt import GPT
@@ -50,6 +50,13 @@ def test_gpt_neo_is_never_autocast(monkeypatch, cap):
     p = precision.amp("cuda", training=False, model=tiny_neo())
     assert p.dtype is None and "GPT-Neo" in p.why
     assert classify.precision_kwargs("cuda", model=tiny_neo()) == {"bf16": False, "fp16": False}
+
+
+def test_amp_turned_off_is_float32_everywhere(monkeypatch):
+    capability(monkeypatch, 9, 0)
+    for device in ("cuda", "cpu"):
+        p = precision.amp(device, enabled=False)
+        assert p.dtype is None and not p.scale_grads and "amp is off" in p.why
 
 
 @pytest.mark.parametrize("device", ["cpu", "mps"])
@@ -126,7 +133,7 @@ def test_lstm_trains_and_evaluates_under_the_policy(policy_on_cpu):
     train_config = trainer.Trainer.get_default_config()
     train_config.merge_from_dict(dict(device="cpu", max_epochs=1, progress=False))
     trainer.Trainer(train_config, model, loader).run()
-    trainer.evaluate(model, loader)
+    evaluation.evaluate(model, loader)
     assert len(model.seen) == 2 * len(loader)
     assert {s[0] for s in model.seen} == {policy_on_cpu} and {s[1] for s in model.seen} == {torch.float32}
 
@@ -135,12 +142,12 @@ def test_classifier_evaluation_follows_the_policy(policy_on_cpu):
     model = GPTClassifier(tiny_gpt(), n_classification_class=2, pad_id=0)
     spy = Spy(model)
     data = TensorDataset(torch.randint(1, 20, (6, 8)), torch.randint(0, 2, (6,)))
-    trainer.evaluate(spy, torch.utils.data.DataLoader(data, batch_size=3))  # the one evaluation
+    evaluation.evaluate(spy, torch.utils.data.DataLoader(data, batch_size=3))  # the one evaluation
     assert {s[0] for s in spy.seen} == {policy_on_cpu} and {s[1] for s in spy.seen} == {torch.float32}
 
 
 def test_hmm_evaluation_follows_the_policy(policy_on_cpu):
-    """hmm's per-position evaluation (not trainer.evaluate: a value per state position) runs under the policy."""
+    """hmm's per-position evaluation (not evaluation.evaluate: a value per state position) runs under the policy."""
     seen = []
     model = tiny_gpt(vocab=8)
     model.register_forward_hook(lambda m, args, out: seen.append(
@@ -181,7 +188,8 @@ def test_lab05_perplexity_under_the_policy_is_within_1_percent_of_fp32(monkeypat
         mixed = streaming.evaluate(model, tokenizer, stream, **kw)
         assert mixed.sliding_perplexity == pytest.approx(fp32.sliding_perplexity, rel=0.01)
         assert mixed.naive_perplexity == pytest.approx(fp32.naive_perplexity, rel=0.01)
-    neo, other = chosen
+    off_neo, neo, off_gpt2, other = chosen  # amp=False asks the policy too (enabled=False: float32)
+    assert off_neo.dtype is None and off_gpt2.dtype is None and "amp is off" in off_gpt2.why
     assert neo.dtype is None  # GPT-Neo: float32 whatever the GPU
     assert other.dtype is (torch.float16 if cap == (7, 5) else torch.bfloat16)
     assert mixed.settings["precision"] == other.name

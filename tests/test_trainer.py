@@ -14,8 +14,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from labsupport.checkpoint import load_checkpoint, save_checkpoint
 from labsupport.gpt import GPT
-from labsupport.trainer import RandomBatchSampler, Trainer, load_checkpoint, save_checkpoint
+from labsupport.trainer import RandomBatchSampler, Trainer
 
 N_ITERS = 8
 

@@ -20,9 +20,10 @@ from labsupport import lstm
 from labsupport.check import Records, Trace, WrongAnswer, exercise
 from labsupport.config import CfgNode
 from labsupport.core import IGNORE_INDEX
+from labsupport.evaluation import evaluate
 from labsupport.runtime import rng_state, set_rng_state
 from labsupport.textdata import PAD_ID, lm_collate_fn
-from labsupport.trainer import Trainer, evaluate
+from labsupport.trainer import Trainer
 
 
 def _gen(seed: int) -> torch.Generator:
