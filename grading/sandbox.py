@@ -193,18 +193,20 @@ def view_paths(secrets: list[Path]) -> dict[str, list[str]]:
 
     import grading
     import labsupport
+    from grading.spec import IMPORT_ROOT, INSTALLED, source_trees
 
     env = grading_env("smoke")
     cache = Path(env["LABSUPPORT_CACHE"])
     clean = subprocess.run([sys.executable, "-c", "import json, sys; print(json.dumps(sys.path))"], env=env,
                            cwd="/", capture_output=True, text=True, check=True).stdout  # not this process's path
     python = [sys.prefix, sys.base_prefix, sys.exec_prefix, *json.loads(clean)]
-    repo = Path(grading.__file__).resolve().parent.parent
+    # a checkout on the path is not bound whole: only its labsupport/ and grading/ are
+    repos = {*source_trees(), *([] if INSTALLED else [IMPORT_ROOT])}
     ro: list[str] = []
     for p in [*SYSTEM_DIRS, *SYSTEM_FILES, *python, Path(labsupport.__file__).parent, Path(grading.__file__).parent,
               cache]:
         p = Path(p).absolute() if str(p) else None
-        if p is None or not p.exists() or p == repo or p == Path("/") or str(p) in ro:
+        if p is None or not p.exists() or p.resolve() in repos or p == Path("/") or str(p) in ro:
             continue
         if any(Path(q) in p.parents for q in ro if Path(q).is_dir() and not Path(q).is_symlink()):
             continue
@@ -481,14 +483,16 @@ ALLOWED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "LABGRADE_TEST_TAG")
 def grading_env(profile: str) -> dict[str, str]:
     """The whole environment of every grading process, built from an allowlist (never the instructor's
     environment: no tokens, no paths to the overlay or results): CPU only, one thread, offline, the spec's
-    profile, the model cache, and the repository on PYTHONPATH so `grading` imports."""
-    from grading.spec import REPO
+    profile, the model cache, and (unless grading is installed) its folder on PYTHONPATH so `grading` imports."""
+    from grading.spec import IMPORT_ROOT, INSTALLED
 
     env = {k: os.environ[k] for k in ALLOWED_ENV if k in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.update({v: "1" for v in THREAD_VARS})
     env.update(CUDA_VISIBLE_DEVICES="", LABSUPPORT_PROFILE=profile, MPLBACKEND="Agg", HF_HUB_OFFLINE="1",
                HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1", TQDM_DISABLE="1", PYTHONPATH=str(REPO),
+               PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1", TQDM_DISABLE="1",
                LABSUPPORT_CACHE=str(Path(os.environ.get("LABSUPPORT_CACHE") or Path.home() / ".cache" / "labsupport")))
+    if not INSTALLED:
+        env["PYTHONPATH"] = str(IMPORT_ROOT)
     return env
