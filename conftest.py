@@ -17,3 +17,5 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 def pytest_addoption(parser):
     parser.addoption("--rehearse", action="store_true",
                      help="run tests/rehearsal: every lab in full against a local hub server (olah; see README)")
+    parser.addoption("--distributions", action="store_true",
+                     help="build both wheels and run the grader from them (tests/test_distributions.py)")

@@ -1,4 +1,5 @@
-"""Benchmark: the Lab 06 LSTM training step vs the original recipe, in one run on the same device.
+"""Benchmark: the Lab 06 LSTM training step vs the original recipe, in one run on the same device; both train
+with labsupport.trainer.Trainer (the one training loop), so only the recipes differ.
 
     lab recipe:      the precision policy (labsupport.precision.amp; the LSTM stays float32), batch 128, bucketing
     original recipe: float32, batch 32, every review padded to 258 tokens, random batches (no bucketing)
@@ -24,11 +25,15 @@ import time
 from itertools import islice
 
 import torch
+from torch.utils.data import DataLoader
 
 from labsupport import lstm
 from labsupport.assets import load_dataset, missing_offline_packages
+from labsupport.evaluation import evaluate
+from labsupport.precision import amp
 from labsupport.runtime import get_device, resolve_profile, seed_everything
 from labsupport.textdata import WordVocab, encode_documents
+from labsupport.trainer import Trainer
 
 MAX_LEN = 258
 RECIPES = {  # name: (batch size, bucketing, bf16 autocast on CUDA, learning rate, gradient clipping)
@@ -67,31 +72,45 @@ def load_texts(split: str, n: int | None, seed: int) -> list[str]:
     return [lstm.clean_review(t) for t in ds["text"]]
 
 
-def take_batches(loader, n: int) -> list:
-    """The first `n` collated batches, going through further epochs when one epoch has fewer."""
+def take_batches(loader, n: int) -> DataLoader:
+    """The first `n` collated batches (going through further epochs when one epoch has fewer), as a DataLoader
+    that yields them as they are: the Trainer then trains one epoch of exactly these batches."""
     out, epoch = [], 0
     while len(out) < n:
         loader.batch_sampler.set_epoch(epoch)
         out += list(islice(iter(loader), n - len(out)))
         epoch += 1
-    return out
+    return DataLoader(out, batch_size=None)
 
 
-def warm_up(model, loader, recipe: dict, steps: int) -> None:
+def trainer_for(model, data: DataLoader, recipe: dict, device: torch.device, epochs: int = 1) -> Trainer:
+    """labsupport's Trainer with the recipe: Adam (AdamW without decay), its precision and clipping, quiet."""
+    config = Trainer.get_default_config()
+    config.merge_from_dict(dict(device=str(device), max_epochs=epochs, learning_rate=recipe["lr"], betas=(0.9, 0.999),
+                                weight_decay=0.0, amp=recipe["amp"], grad_norm_clip=recipe["grad_clip"],
+                                progress=False))
+    return Trainer(config, model, data)
+
+
+def train_seconds(trainer: Trainer) -> float:
+    """Wall-clock seconds of trainer.run(), up to the last step's loss on the host (a device sync)."""
+    start = time.perf_counter()
+    trainer.run()
+    trainer.losses  # noqa: B018 -- copies the pending losses to the host: waits for the device
+    return time.perf_counter() - start
+
+
+def warm_up(model, loader, recipe: dict, steps: int, device: torch.device) -> None:
     """Untimed steps on a throwaway copy: first-call allocations, cuDNN/oneDNN setup, autotuning."""
     if steps > 0:
-        model = copy.deepcopy(model)
-        optimizer = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
-        lstm.train_epoch(model, take_batches(loader, steps), optimizer, amp=recipe["amp"],
-                         grad_clip=recipe["grad_clip"], progress=False)
+        trainer_for(copy.deepcopy(model), take_batches(loader, steps), recipe, device).run()
 
 
-def steps_throughput(model, loader, recipe: dict, steps: int) -> float:
+def steps_throughput(model, loader, recipe: dict, steps: int, device: torch.device) -> float:
     """Reviews per second over `steps` pre-collated batches (collation is not timed)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
-    stats = lstm.train_epoch(model, take_batches(loader, steps), optimizer, amp=recipe["amp"],
-                             grad_clip=recipe["grad_clip"], progress=False)  # ends with a device sync
-    return stats["samples"] / stats["seconds"]
+    batches = take_batches(loader, steps)
+    samples = sum(x.size(0) for x, _ in batches)
+    return samples / train_seconds(trainer_for(model, batches, recipe, device))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -123,20 +142,18 @@ def main(argv: list[str] | None = None) -> None:
         loader = lstm.make_loader(seqs, recipe["batch_size"], bucket=recipe["bucket"], seed=args.seed,
                                   pin_memory=device.type == "cuda")
         model = copy.deepcopy(init)
-        warm_up(model, loader, recipe, args.warmup)
-        policy = lstm.precision(device, recipe["amp"])
+        warm_up(model, loader, recipe, args.warmup, device)
+        trainer = trainer_for(model, loader, recipe, device, epochs=args.epochs)
+        policy = amp(device, model=model, enabled=recipe["amp"])
         line = f"{name:>8}: batch {recipe['batch_size']:>3}, bucketing {'on ' if recipe['bucket'] else 'off'}, " \
                f"{policy.name if policy.dtype else 'float32'}"
         if args.epochs:
-            optimizer = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
-            history = lstm.fit(model, optimizer, loader, args.epochs, amp=recipe["amp"],
-                               grad_clip=recipe["grad_clip"], progress=False)
-            rate = args.epochs * len(seqs) / sum(history["seconds"])
+            rate = args.epochs * len(seqs) / train_seconds(trainer)
             if args.eval:
-                ppl = lstm.evaluate(model, test_loader, amp=False)["perplexity"]
+                ppl = evaluate(model, test_loader, amp=False)["perplexity"]
                 line += f" | test perplexity after {args.epochs} epoch(s): {ppl:.1f}"
         else:
-            rate = steps_throughput(model, loader, recipe, args.steps)
+            rate = steps_throughput(model, loader, recipe, args.steps, device)
         results[name] = rate
         print(f"{line} | {rate:,.1f} reviews/s")
     print(f"speed-up lab / original: {results['lab'] / results['original']:.2f}x on {device}")

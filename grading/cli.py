@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from grading.spec import NOTEBOOKS_DIR, REPO, SPECS_DIR, SpecError, find_spec, find_specs
+from grading.spec import PACKAGE, SPECS_DIR, SpecError, find_spec, find_specs, notebooks_dir
 
 
 def _labs(value: str | None) -> list[str] | None:
@@ -16,7 +16,7 @@ def _labs(value: str | None) -> list[str] | None:
 
 
 def _hidden(value: Path | None) -> Path | None:
-    """--hidden, else $LABGRADE_HIDDEN, else grading/hidden/ when it exists (a private overlay)."""
+    """--hidden, else $LABGRADE_HIDDEN, else grading/hidden/ of a checkout when it exists (a private overlay)."""
     if value is not None:
         if not value.is_dir():
             raise SystemExit(f"error: --hidden {value} is not a folder")
@@ -24,18 +24,20 @@ def _hidden(value: Path | None) -> Path | None:
     env = os.environ.get("LABGRADE_HIDDEN")
     if env:
         return Path(env)
-    default = REPO / "grading" / "hidden"
+    default = PACKAGE / "hidden"
     return default if default.is_dir() else None
 
 
 def cmd_release(args) -> int:
     from grading.release import release
 
-    if args.strip_answers and args.out.resolve() == (NOTEBOOKS_DIR / "student").resolve():
+    notebooks = notebooks_dir(args.notebooks)
+    student = notebooks / "student"
+    if args.strip_answers and (args.out is None or args.out.resolve() == student.resolve()):
         print("--strip-answers writes graded-questions notebooks: give them their own --out folder "
               "(notebooks/student/ keeps the answers for self-study)")
         return 2
-    for path, changed in release(args.notebooks, args.out, _labs(args.labs), answers=not args.strip_answers):
+    for path, changed in release(notebooks, args.out or student, _labs(args.labs), answers=not args.strip_answers):
         print(f"{'wrote    ' if changed else 'unchanged'} {path}")
     return 0
 
@@ -49,7 +51,7 @@ def cmd_check(args) -> int:
     public = [t for t in ex.tests if t.public]
     if not public:
         raise SystemExit(f"error: exercise {ex.id} has no public check")
-    notebook = args.notebook or Path("notebooks/student") / spec.notebook.name
+    notebook = args.notebook or spec.notebook.parent / "student" / spec.notebook.name
     if not notebook.is_file():
         raise SystemExit(f"error: {notebook} not found; pass your notebook: python -m grading check {ex.id} PATH")
     rec = grade(spec, [Submission("you", notebook)], progress=False, public_only=True,
@@ -145,7 +147,7 @@ def cmd_spec_init(args) -> int:
     from grading.release import solution_notebooks
     from grading.selftest import skeleton
 
-    print(skeleton(solution_notebooks(args.notebooks, [args.lab])[0]))
+    print(skeleton(solution_notebooks(notebooks_dir(args.notebooks), [args.lab])[0]))
     return 0
 
 
@@ -153,7 +155,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m grading", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--specs", type=Path, default=SPECS_DIR, help="folder of NN_topic.toml specs")
-    common.add_argument("--notebooks", type=Path, default=NOTEBOOKS_DIR, help="folder of solution notebooks")
+    common.add_argument("--notebooks", type=Path, help="folder of solution notebooks (default: notebooks/ of the "
+                        "course repository this grader runs from, else ./notebooks)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name, func, help):
@@ -163,7 +166,7 @@ def parser() -> argparse.ArgumentParser:
 
     s = add("release", cmd_release, "solution notebooks -> student notebooks (solutions stubbed, outputs cleared)")
     s.add_argument("--labs", help="comma-separated lab numbers (default: all)")
-    s.add_argument("--out", type=Path, default=NOTEBOOKS_DIR / "student")
+    s.add_argument("--out", type=Path, help="default: the student/ folder inside the notebooks folder")
     s.add_argument("--strip-answers", action="store_true",
                    help="also replace the <details> answers of the questions by YOUR ANSWER HERE (to grade them)")
     s = add("check", cmd_check, "run the public check of one exercise against your notebook")

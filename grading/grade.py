@@ -26,7 +26,7 @@ from typing import Any
 from grading import sandbox
 from grading.extract import Template
 from grading.parse import Parser, read_regular
-from grading.spec import REPO, LabSpec
+from grading.spec import PACKAGE, LabSpec, source_trees
 from labsupport.check import EXERCISES
 
 SCHEMA = 2
@@ -235,8 +235,8 @@ def run_worker(grader: Grader, jobs: list[dict], n: int, secrets: list[Path], is
             if event["t"] == "fatal":
                 raise SystemExit(f"error: the grading worker could not load lab {grader.spec.lab}: "
                                  f"{event['message']}\n{event.get('trace', '')}\n(log: {log})")
-            event["isolation"] = sandbox.describe(mode, note, limits, event["cgroups"],
-                                                  event.get("run_as", "")).as_dict()
+            event["isolation"] = sandbox.describe(mode, note, limits, event["cgroups"], event.get("run_as", ""),
+                                                  bool(event.get("nested"))).as_dict()
             yield event
             queue = list(enumerate(jobs))
             while queue or running:
@@ -319,8 +319,9 @@ def hidden_sources(spec: LabSpec, overlay: Path | None) -> dict[str, str]:
 def _secrets(spec: LabSpec, hidden: Path | None, out: Path | None, subs: list[Submission],
              extra: list[Path] | None) -> list[Path]:
     """What graded code must never see, wherever it sits (the view masks any of these inside it)."""
-    paths = [hidden, out, spec.notebook.parent, spec.path.parent, REPO / ".git", REPO / "notebooks", REPO / "build",
-             REPO / "grading" / "hidden", *(extra or []), *{s.path.parent for s in subs if s.path}]
+    repos = [tree / d for tree in source_trees() for d in (".git", "notebooks", "build", "grading/hidden")]
+    paths = [hidden, out, spec.notebook.parent, spec.path.parent, *repos, PACKAGE / "hidden", *(extra or []),
+             *{s.path.parent for s in subs if s.path}]
     return [Path(p).absolute() for p in paths if p is not None]
 
 

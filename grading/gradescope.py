@@ -2,22 +2,24 @@
 
 The zip holds ``setup.sh`` (installs CPU-only torch and the course's dependencies), ``run_autograder``
 (grades /autograder/submission with this very grader and writes /autograder/results/results.json in
-Gradescope's format), the course code (labsupport + grading), the lab's spec, solution notebook and
-hidden tests. The grader masks the hidden tests and the solution from student code where the container
-allows namespaces; where it does not (Docker's default seccomp profile), run_autograder makes them
-readable by root only and the exercise processes run as `nobody` (LABGRADE_RUN_AS).
+Gradescope's format), the course code (labsupport + grading, copied from where they are imported, a
+checkout or an install), the lab's spec, solution notebook and hidden tests. The grader masks the hidden
+tests and the solution from student code where the container allows namespaces; where it does not
+(Docker's default seccomp profile), run_autograder makes them readable by root only and the exercise
+processes run as `nobody` (LABGRADE_RUN_AS).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import re
 import time
-import tomllib
 import zipfile
 from pathlib import Path
 from typing import Any
 
-from grading.spec import REPO, LabSpec
+from grading.spec import PACKAGE, LabSpec
 
 FIXED_TIME = (2024, 1, 1, 0, 0, 0)  # identical bundles for identical inputs
 SETUP_SH = """#!/usr/bin/env bash
@@ -46,18 +48,37 @@ exec "$PYTHON" -m grading gradescope-run --lab {lab} --specs "$SRC/lab" --notebo
 """
 
 
+def _base_requires(dist: str) -> list[str]:
+    """The installed distribution's own dependencies (no extras), from its metadata."""
+    try:
+        reqs = importlib.metadata.requires(dist) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise SystemExit(f"error: {dist} is not installed; install the course and the grader first "
+                         '(pip install -e ".[dev]" -e ./grading, or pip install . ./grading)') from None
+    return [r for r in reqs if "extra ==" not in r.partition(";")[2]]
+
+
 def _requirements() -> str:
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    dev = ["nbformat>=5.9", "ipython>=8"]  # the grader reads notebooks and IPython magics
-    return "\n".join([d for d in deps if not d.startswith("torch>")] + dev) + "\n"
+    """labsupport's dependencies (CPU torch comes first, from setup.sh) and the grader's own; the two
+    packages themselves ship as source in course/."""
+    deps = [d for d in _base_requires("labsupport") if not d.startswith("torch")]
+    deps += [d for d in _base_requires("labgrade") if not d.startswith("labsupport")]
+    return "\n".join(deps) + "\n"
+
+
+PACKAGING = {"__pycache__", "build", "dist", "hidden", "pyproject.toml"}  # never in the bundle (hidden: the overlay)
 
 
 def _course_files() -> list[tuple[Path, str]]:
-    files = [(REPO / "pyproject.toml", "course/pyproject.toml")]
-    for pkg in ("labsupport", "grading"):
-        for p in sorted((REPO / pkg).rglob("*")):
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc" and "hidden" not in p.parts:
-                files.append((p, f"course/{p.relative_to(REPO)}"))
+    """labsupport/ and grading/ from where they are imported (a checkout or site-packages)."""
+    found = importlib.util.find_spec("labsupport")
+    files = []
+    for name, root in (("labsupport", Path(found.origin).parent), ("grading", PACKAGE)):
+        for p in sorted(root.rglob("*")):
+            rel = p.relative_to(root)
+            if (p.is_file() and p.suffix != ".pyc" and not PACKAGING & set(rel.parts)
+                    and not any(part.endswith(".egg-info") for part in rel.parts)):
+                files.append((p, f"course/{name}/{rel.as_posix()}"))
     return files
 
 

@@ -58,18 +58,38 @@ def _tripwire(path: str, original: Any) -> Any:
 
 
 def install_tripwires(paths: list[str], namespaces: list[dict[str, Any]]) -> None:
-    """Replace every graded reference in `paths` ("module:attr") -- wherever a module or namespace holds
-    it -- by a tripwire that raises ReferenceUsed, so calling or subclassing it yields no output."""
-    originals = {}
+    """Replace every graded reference in `paths` ("module:attr" or "module:Class.method") -- wherever a loaded
+    module, a class or one of `namespaces` holds it -- by a tripwire that raises ReferenceUsed, so calling or
+    subclassing it yields no output. Modules imported later get the tripwire from the module they import it
+    from."""
+    originals: dict[int, tuple[str, Any]] = {}
+    owners: list[tuple[Any, str, int]] = []  # (class or module, attribute, id of the original)
     for path in paths:
         module, _, attr = path.partition(":")
-        mod = sys.modules.get(module)
-        if mod is None or "." in attr or not hasattr(mod, attr):
+        owner = sys.modules.get(module)
+        *parents, last = attr.split(".")
+        for part in parents:
+            owner = getattr(owner, part, None) if owner is not None else None
+        if owner is None:
             continue
-        originals[id(getattr(mod, attr))] = (path, getattr(mod, attr))
+        d = vars(owner) if isinstance(owner, (type, types.ModuleType)) else {}
+        if last not in d:
+            continue
+        value = d[last]
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        if isinstance(value, (int, float, str, bool, bytes, types.ModuleType)) or value is None:
+            continue
+        originals.setdefault(id(value), (path, value))
+        owners.append((owner, last, id(value)))
     if not originals:
         return
     wires = {k: _tripwire(p, o) for k, (p, o) in originals.items()}
+    for owner, last, key in owners:  # a method lives in its class's __dict__, which the loop below cannot write
+        try:
+            setattr(owner, last, wires[key])
+        except (AttributeError, TypeError):
+            pass
     for d in [vars(m) for m in list(sys.modules.values()) if m is not None] + namespaces:
         for name, value in list(d.items()):
             if id(value) in wires and originals[id(value)][1] is value:

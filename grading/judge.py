@@ -48,6 +48,71 @@ def split_hidden(source: str) -> str:
     return ast.unparse(ast.Module(body=body, type_ignores=[]))
 
 
+def _labsupport_imports() -> dict[str, list[tuple[str, str]]]:
+    """module -> [(local name, dotted path it binds)] for every absolute `import`/`from ... import` at any
+    depth in labsupport's own source files, read with ast (importing every module would cost seconds)."""
+    from pathlib import Path
+
+    import labsupport
+
+    root = Path(labsupport.__file__).parent
+    found: dict[str, list[tuple[str, str]]] = {}
+    for f in sorted(root.rglob("*.py")):
+        mod = ".".join(("labsupport", *f.relative_to(root).with_suffix("").parts)).removesuffix(".__init__")
+        try:
+            tree = ast.parse(f.read_text())
+        except (OSError, SyntaxError, ValueError):
+            continue
+        pkg = mod if f.name == "__init__.py" else mod.rpartition(".")[0]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from .x import y
+                    base = ".".join([*pkg.split(".")[: len(pkg.split(".")) - node.level + 1], *filter(None, [base])])
+                found.setdefault(mod, []).extend((a.asname or a.name, f"{base}.{a.name}") for a in node.names
+                                                 if a.name != "*")
+            elif isinstance(node, ast.Import):
+                found.setdefault(mod, []).extend((a.asname, a.name) for a in node.names if a.asname)
+    return found
+
+
+def aliases(paths) -> list[str]:
+    """`paths` ("module:attr.sub") plus every other path to the same object: the names labsupport's modules
+    bind it to by import (from their source, so modules not loaded yet count), and the attributes of loaded
+    labsupport modules that are the very same object (identity)."""
+    import sys
+
+    dotted = {p.replace(":", "."): p for p in paths}
+    imports = _labsupport_imports()
+    for _ in range(5):  # re-exports of re-exports
+        grew = False
+        for mod, binds in imports.items():
+            for local, target in binds:
+                for d in list(dotted):
+                    if d == target or d.startswith(target + "."):
+                        alias = f"{mod}.{local}{d[len(target):]}"
+                        if alias not in dotted:
+                            dotted[alias] = f"{mod}:{local}{d[len(target):]}"
+                            grew = True
+        if not grew:
+            break
+    objects = {}
+    for p in paths:
+        mod, _, attr = p.partition(":")
+        obj = sys.modules.get(mod)
+        for part in attr.split(".") if obj is not None else []:
+            obj = getattr(obj, part, None)
+        if obj is not None and not isinstance(obj, (int, float, str, bool)):
+            objects[id(obj)] = obj
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "labsupport" or name.startswith(("labsupport.", "labgrade_checks"))):
+            continue
+        for attr, value in list(vars(module).items()):
+            if id(value) in objects and objects[id(value)] is value and f"{name}.{attr}" not in dotted:
+                dotted[f"{name}.{attr}"] = f"{name}:{attr}"
+    return sorted(set(dotted.values()))
+
+
 class Judges:
     """Verdicts for one lab's tests; references are computed once per (test, seed)."""
 
@@ -75,24 +140,32 @@ class Judges:
         self._ns: dict[str, Any] | None = None
         self._want: dict[tuple[str, int], Records] = {}
 
-    def references(self) -> dict[str, list[str]]:
-        """Exercise id -> what its code may not use ("module:attr"): the graded references its tests compare
-        with, plus the spec's `forbid` (e.g. another function of the same module that computes the same)."""
+    def _own(self) -> dict[str, list[str]]:
+        """Exercise id -> the references as written: its tests' graded references plus the spec's `forbid`."""
         refs: dict[str, list[str]] = {}
         for t in self.tests.values():
             if t.public and EXERCISES[t.public].reference:
                 refs.setdefault(t.exercise, []).extend(EXERCISES[t.public].reference)
         for ex in self.spec.exercises:
             refs.setdefault(ex.id, []).extend(ex.forbid)
-        return {k: sorted(set(v)) for k, v in refs.items() if v}
+        return refs
+
+    def references(self) -> dict[str, list[str]]:
+        """Exercise id -> what its code may not use ("module:attr" or "module:Class.method"): the graded
+        references its tests compare with, the spec's `forbid`, and every other name under which labsupport
+        re-exports one of them (`labsupport.lmtrain:generate` is `labsupport.generate:generate`); less the
+        spec's `allow` (and its aliases)."""
+        allow = {ex.id: set(aliases(ex.allow)) for ex in self.spec.exercises}
+        return {k: sorted(set(aliases(v)) - allow.get(k, set())) for k, v in self._own().items()
+                if set(aliases(v)) - allow.get(k, set())}
 
     def reference_files(self) -> list[str]:
-        """Source files graded code must not read: every module holding a reference or a check of this lab
+        """Source files graded code must not read: every module defining a reference or a check of this lab
         (all loaded in the runner before any submission, so the sandbox never needs to import them)."""
         import sys
         from pathlib import Path
 
-        mods = {p.partition(":")[0] for paths in self.references().values() for p in paths}
+        mods = {p.partition(":")[0] for paths in self._own().values() for p in paths}
         mods |= {m for m in sys.modules if m == "labsupport.checks" or m.startswith("labsupport.checks.")}
         files = []
         for m in sorted(mods):

@@ -190,18 +190,17 @@ class Parser:
 
     def __init__(self, spec, tests: list[str], references: dict[str, list[str]], allow: dict[str, list[str]],
                  want: str = "jobs", seconds: float | None = None):
-        self.cfg = {"spec": str(spec.path), "notebooks": str(spec.notebook.parent), "tests": tests,
+        self.cfg = {"spec": str(spec.path), "notebooks": str(spec.notebook.parent.absolute()), "tests": tests,
                     "references": references, "allow": allow, "want": want}
         self.seconds, self.proc = spec.limits.parse_seconds if seconds is None else seconds, None
 
     def _start(self) -> None:
         from grading.sandbox import grading_env
-        from grading.spec import REPO
 
-        env = grading_env("smoke")
-        env["PYTHONPATH"] = str(REPO)
+        env = grading_env("smoke")  # its PYTHONPATH finds grading when it is not installed; the cwd is /, never
+        # a folder of submissions (-m puts the cwd on sys.path)
         self.proc = subprocess.Popen([sys.executable, "-m", "grading.parse"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd="/")
         self.proc.stdin.write((json.dumps(self.cfg) + "\n").encode())
         self.proc.stdin.flush()
         self.buf = b""
@@ -220,7 +219,7 @@ class Parser:
                 self.close()
                 raise SystemExit("error: the notebook reader (python -m grading.parse) did not start")
         try:
-            self.proc.stdin.write((json.dumps(str(path)) + "\n").encode())
+            self.proc.stdin.write((json.dumps(str(Path(path).absolute())) + "\n").encode())  # it runs in /
             self.proc.stdin.flush()
         except OSError:
             self.close()

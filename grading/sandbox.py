@@ -6,8 +6,10 @@ Linux (namespaces): each submission gets its own user, mount, network (loopback 
 namespaces and a new root holding only a read-only view (`view_paths`: the system libraries, the Python
 installation and site-packages, labsupport/ and grading/, the model cache) plus a private tmpfs; anything
 graded code must not see that sits inside those paths is masked, and every process it started is killed
-after each exercise. bwrap: the same view around the whole runner. Elsewhere there is no view, so `auto`
-refuses to grade; only an explicit `none` (or `container`, for one-submission containers) runs without.
+after each exercise. bwrap: the same view around the whole runner, and inside it, where namespaces nest
+(bwrap not setuid), each submission's own user, PID, mount and IPC namespaces and /tmp. Elsewhere there is
+no view, so `auto` refuses to grade; only an explicit `none` (or `container`, for one-submission
+containers) runs without.
 See grading/README.md for the full table.
 """
 
@@ -76,6 +78,34 @@ def namespaces_available() -> str | None:
     return "user namespaces are disabled (sysctl kernel.unprivileged_userns_clone / apparmor?)"
 
 
+def nested_namespaces_available() -> bool:
+    """Inside bwrap: can a submission get user, PID and mount namespaces of its own, with its own /proc? (No
+    where bwrap is setuid, or where, run by root, it covers parts of /proc, which forbids a new proc mount.)"""
+    if not sys.platform.startswith("linux"):
+        return False
+    pid = os.fork()
+    if pid == 0:  # throwaway child: unshare is irreversible
+        try:
+            uid, gid = os.geteuid(), os.getegid()
+            _check(_libc().unshare(NAMESPACES), "unshare")
+            if uid != 0:
+                Path("/proc/self/setgroups").write_text("deny")
+            Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
+            Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
+            inner = os.fork()
+            if inner == 0:
+                try:
+                    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+                    mount_proc()
+                    os._exit(0)
+                except BaseException:
+                    os._exit(1)
+            os._exit(os.waitstatus_to_exitcode(os.waitpid(inner, 0)[1]))
+        except BaseException:
+            os._exit(1)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
 def choose_mode(requested: str = "auto") -> tuple[str, str]:
     """(mode, note). `requested`: auto | namespaces | bwrap | container | none (also $LABGRADE_ISOLATION).
     `auto` never falls back to running without a sandbox: it refuses. `container` (Gradescope: one container
@@ -86,7 +116,7 @@ def choose_mode(requested: str = "auto") -> tuple[str, str]:
     why = namespaces_available() if requested in ("auto", "namespaces", "container") else None
     if requested == "namespaces" and why:
         raise SystemExit(f"error: --isolation namespaces unavailable: {why}")
-    if requested in ("auto", "container") and not why:
+    if requested in ("auto", "namespaces", "container") and not why:
         return "namespaces", ""
     if requested in ("auto", "bwrap", "container") and shutil.which("bwrap"):
         return "bwrap", why or ""
@@ -99,27 +129,40 @@ def choose_mode(requested: str = "auto") -> tuple[str, str]:
     return "none", why or "isolation disabled on request"
 
 
-def describe(mode: str, note: str, limits, cgroups: list[str], run_as: str = "") -> Isolation:
-    """What actually holds here, with the numbers that apply (written into every result)."""
+def describe(mode: str, note: str, limits, cgroups: list[str], run_as: str = "", nested: bool = False) -> Isolation:
+    """What actually holds here, with the numbers that apply (written into every result). `nested`: bwrap
+    mode with a user namespace of each submission's own inside the sandbox."""
     root = os.geteuid() == 0 if hasattr(os, "geteuid") else False
+    own_ns = mode == "namespaces" or (mode == "bwrap" and nested)
     if "pids" in cgroups:
-        procs = f"at most {limits.processes} per submission (cgroup pids.max)"
+        procs = (f"at most {limits.processes} per submission (cgroup pids.max, plus its 3 grading processes)")
     elif root and not run_as:
-        procs = "NOT limited (running as root: RLIMIT_NPROC does not apply and no pids cgroup is writable)"
-    elif mode in ("namespaces", "bwrap"):
-        procs = f"at most {limits.processes} per exercise (RLIMIT_NPROC in the submission's user namespace)"
+        procs = ("NOT limited (running as root: the kernel never applies RLIMIT_NPROC to root, and no pids cgroup "
+                 "is writable here)")
+    elif own_ns:
+        # the kernel counts RLIMIT_NPROC per (user namespace, uid): the submission's grader processes count too
+        procs = (f"at most {limits.processes} per submission, its own grading processes included (RLIMIT_NPROC, "
+                 "counted in the submission's own user namespace)")
+    elif mode == "bwrap":
+        procs = (f"at most {limits.processes} for all running submissions together, NOT per submission (RLIMIT_NPROC "
+                 "counted in bwrap's one user namespace: a fork bomb can make a classmate's fork() fail)")
     else:
         who = f"user {run_as!r}" if run_as else "your user"
         procs = f"at most {limits.processes} processes of {who} in total (RLIMIT_NPROC counts all of them)"
-    if mode == "namespaces":
+    if own_ns:
         procs += "; all killed after each exercise (PID namespace)"
+    else:
+        procs += "; its process group killed after each exercise (a process that leaves the group survives it)"
+    if mode == "namespaces":
         net, fs = "isolated (Linux network namespace, loopback only)", (
             "a new root with a read-only view of the system libraries, Python, site-packages, labsupport/, "
             "grading/ and the model cache, plus a private tmpfs; nothing else (no repository, notebooks, "
             "overlay, submissions or results)")
     elif mode == "bwrap":
         net, fs = "isolated (bubblewrap --unshare-net)", (
-            "bubblewrap root with the same read-only view plus a tmpfs /tmp shared by this run's submissions")
+            "bubblewrap root with the same read-only view, plus " + (
+                "a private tmpfs /tmp per submission" if nested else
+                "one tmpfs /tmp shared by this run's submissions (nested namespaces are not available here)"))
     else:
         net = f"NOT isolated ({note}): graded code can reach the network"
         fs = "NOT isolated: a private temp working directory, but graded code can read and write your files"
@@ -150,18 +193,20 @@ def view_paths(secrets: list[Path]) -> dict[str, list[str]]:
 
     import grading
     import labsupport
+    from grading.spec import IMPORT_ROOT, INSTALLED, source_trees
 
     env = grading_env("smoke")
     cache = Path(env["LABSUPPORT_CACHE"])
     clean = subprocess.run([sys.executable, "-c", "import json, sys; print(json.dumps(sys.path))"], env=env,
                            cwd="/", capture_output=True, text=True, check=True).stdout  # not this process's path
     python = [sys.prefix, sys.base_prefix, sys.exec_prefix, *json.loads(clean)]
-    repo = Path(grading.__file__).resolve().parent.parent
+    # a checkout on the path is not bound whole: only its labsupport/ and grading/ are
+    repos = {*source_trees(), *([] if INSTALLED else [IMPORT_ROOT])}
     ro: list[str] = []
     for p in [*SYSTEM_DIRS, *SYSTEM_FILES, *python, Path(labsupport.__file__).parent, Path(grading.__file__).parent,
               cache]:
         p = Path(p).absolute() if str(p) else None
-        if p is None or not p.exists() or p == repo or p == Path("/") or str(p) in ro:
+        if p is None or not p.exists() or p.resolve() in repos or p == Path("/") or str(p) in ro:
             continue
         if any(Path(q) in p.parents for q in ro if Path(q).is_dir() and not Path(q).is_symlink()):
             continue
@@ -271,6 +316,16 @@ def enter_view(view: dict[str, list[str]], work_mb: int) -> Path:
     _remount_ro(root, {root + "/tmp", root + "/dev/shm"})
     os.chroot(root)
     os.chdir("/")
+    return Path("/tmp")
+
+
+def private_tmp(work_mb: int) -> Path:
+    """Inside a new mount namespace nested in bwrap's sandbox: a /tmp (and /dev/shm) of this submission's own."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={work_mb}m,mode=0777")
+    if os.path.isdir("/dev/shm"):
+        _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0777")
+    os.chdir("/tmp")
     return Path("/tmp")
 
 
@@ -428,14 +483,16 @@ ALLOWED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "LABGRADE_TEST_TAG")
 def grading_env(profile: str) -> dict[str, str]:
     """The whole environment of every grading process, built from an allowlist (never the instructor's
     environment: no tokens, no paths to the overlay or results): CPU only, one thread, offline, the spec's
-    profile, the model cache, and the repository on PYTHONPATH so `grading` imports."""
-    from grading.spec import REPO
+    profile, the model cache, and (unless grading is installed) its folder on PYTHONPATH so `grading` imports."""
+    from grading.spec import IMPORT_ROOT, INSTALLED
 
     env = {k: os.environ[k] for k in ALLOWED_ENV if k in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.update({v: "1" for v in THREAD_VARS})
     env.update(CUDA_VISIBLE_DEVICES="", LABSUPPORT_PROFILE=profile, MPLBACKEND="Agg", HF_HUB_OFFLINE="1",
                HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1", TQDM_DISABLE="1", PYTHONPATH=str(REPO),
+               PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1", TQDM_DISABLE="1",
                LABSUPPORT_CACHE=str(Path(os.environ.get("LABSUPPORT_CACHE") or Path.home() / ".cache" / "labsupport")))
+    if not INSTALLED:
+        env["PYTHONPATH"] = str(IMPORT_ROOT)
     return env

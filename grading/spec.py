@@ -6,20 +6,55 @@ submission runs under. See grading/README.md for the format."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
+import site
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-SPECS_DIR = Path(__file__).resolve().parent / "specs"
-NOTEBOOKS_DIR = REPO / "notebooks"
+PACKAGE = Path(__file__).resolve().parent  # this package: grading/ in a checkout, or installed (labgrade)
+SPECS_DIR = PACKAGE / "specs"  # package data: an installed grader has them too
+IMPORT_ROOT = PACKAGE.parent  # where `import grading` resolves: the checkout, or site-packages
+# Installed into site-packages, subprocesses import grading as usual; a checkout or a copied tree (the
+# Gradescope bundle's course/) goes on their PYTHONPATH (grading.sandbox.grading_env).
+INSTALLED = IMPORT_ROOT in {Path(p).resolve() for p in [*site.getsitepackages(), site.getusersitepackages()]}
 GRADABLE_PROFILES = ("smoke", "offline")  # graders run CPU-only and never touch the network
 
 
 class SpecError(ValueError):
     """A spec file is malformed; the message names the file and what to fix."""
+
+
+def source_tree(package_dir: Path) -> Path | None:
+    """The source checkout holding `package_dir` (grading/ or labsupport/), or None for an installed package.
+    A checkout's root holds the course's pyproject.toml; site-packages never does."""
+    root = Path(package_dir).resolve().parent
+    return root if (root / "pyproject.toml").is_file() and (root / "labsupport").is_dir() else None
+
+
+CHECKOUT = source_tree(PACKAGE)  # the repository this grader runs from, None when installed from a wheel
+
+
+def source_trees() -> list[Path]:
+    """The checkouts the grader's code and labsupport are imported from (none, one or two), without
+    importing labsupport: graded code must not see their .git, notebooks, build outputs or overlay."""
+    found = importlib.util.find_spec("labsupport")
+    dirs = [PACKAGE] + ([Path(found.origin).parent] if found and found.origin else [])
+    return sorted({t for t in map(source_tree, dirs) if t is not None})
+
+
+def notebooks_dir(value: str | os.PathLike | None = None) -> Path:
+    """Where the solution notebooks are: `value` (--notebooks), else notebooks/ of the checkout this grader
+    runs from, else ./notebooks; an installed grader outside a checkout must be told."""
+    if value is not None:
+        return Path(value).absolute()
+    for candidate in ([CHECKOUT / "notebooks"] if CHECKOUT else []) + [Path("notebooks").absolute()]:
+        if candidate.is_dir():
+            return candidate
+    raise SpecError("no solution notebooks: pass --notebooks DIR (the folder holding NN_topic.ipynb), "
+                    "or run from the course repository")
 
 
 @dataclass(frozen=True)
@@ -158,7 +193,7 @@ def load_spec(path: str | os.PathLike, notebooks: str | os.PathLike | None = Non
     profile = raw.get("profile", "smoke")
     if profile not in GRADABLE_PROFILES:
         raise _err(path, f"profile {profile!r} is not gradable; use one of {', '.join(GRADABLE_PROFILES)} (CPU-only)")
-    nb = Path(notebooks or NOTEBOOKS_DIR) / _need(raw, "notebook", str, path, "the spec")
+    nb = notebooks_dir(notebooks) / _need(raw, "notebook", str, path, "the spec")
     unknown = set(raw.get("limits", {})) - set(Limits.__dataclass_fields__)
     if unknown:
         raise _err(path, f"unknown [limits] key(s) {', '.join(sorted(unknown))}")

@@ -59,8 +59,11 @@ def load(cfg: dict[str, Any]) -> Loaded:
 
         load_checks(cfg["checks_source"])
     own = f"labsupport.checks.lab{cfg['lab']}"
-    if importlib.util.find_spec(own) is not None:
-        importlib.import_module(own)
+    checks = [importlib.import_module(own)] if importlib.util.find_spec(own) is not None else []
+    checks += [sys.modules["labgrade_checks"]] if "labgrade_checks" in sys.modules else []
+    for module in checks:  # what a check's drivers would import lazily in every exercise process (PRELOAD)
+        for name in getattr(module, "PRELOAD", ()):
+            importlib.import_module(name)
     base: dict[str, Any] = {"__name__": "__main__"}
     exec(compile(cfg["prelude"] + "\n" + cfg["setup"], "<prelude>", "exec"), base)  # noqa: S102 -- trusted
     hidden: dict[str, Any] = {}
@@ -117,7 +120,8 @@ def _submission(loaded: Loaded, cfg: dict, job_fd: int, out_fd: int, hello: int,
         sandbox.die_with_parent()
         close_all_but({job_fd, out_fd, hello, go})
         job = _read_job(job_fd)
-        if mode == "namespaces":
+        nested = mode == "namespaces" or cfg.get("nested")  # this submission's own user/PID/mount namespaces
+        if nested:
             sandbox.unshare_namespaces()
         os.write(hello, b"u")
         if os.read(go, 1) != b"g":
@@ -125,6 +129,8 @@ def _submission(loaded: Loaded, cfg: dict, job_fd: int, out_fd: int, hello: int,
         os.close(hello), os.close(go)
         if mode == "namespaces":
             workdir = sandbox.enter_view(cfg["view"], max(32, 4 * limits.output_mb))
+        elif nested:  # inside bwrap's view already: only a /tmp of its own
+            workdir = sandbox.private_tmp(max(32, 4 * limits.output_mb))
         else:
             workdir = Path(tempfile.mkdtemp(prefix="labgrade-s", dir=cfg["scratch"]))
         if mode == "none" and cfg.get("run_as") and os.geteuid() == 0:
@@ -136,17 +142,17 @@ def _submission(loaded: Loaded, cfg: dict, job_fd: int, out_fd: int, hello: int,
             try:
                 sandbox.die_with_parent()
                 sandbox.make_undumpable()
-                if mode == "namespaces":
+                if nested:
                     sandbox.mount_proc()
                 os.chdir(workdir)
                 os.environ["TMPDIR"] = os.environ["HOME"] = str(workdir)
                 tempfile.tempdir = None
-                _grader(loaded, job, limits, out_fd, mode == "namespaces", start)
+                _grader(loaded, job, limits, out_fd, bool(nested), start)
             except BaseException:
                 _write(out_fd, {"t": "grader_error", "message": traceback.format_exc(limit=4)[-1500:]})
             os._exit(0)
         os.waitpid(pid, 0)
-        if mode != "namespaces":
+        if not nested:
             shutil.rmtree(workdir, ignore_errors=True)
     except BaseException:
         _write(out_fd, {"t": "grader_error", "message": traceback.format_exc(limit=4)[-1500:]})
@@ -158,7 +164,8 @@ def serve(loaded: Loaded, cfg: dict, sock: socket.socket, emit) -> None:
     kill one on request ("k<id>") or when the grader goes away."""
     limits = SimpleNamespace(**cfg["limits"])
     cgroups = sandbox.Cgroups(str(os.getpid()), cfg["jobs"])
-    emit({"t": "ready", "cgroups": sorted(cgroups.active), "run_as": cfg.get("run_as") if os.geteuid() == 0 else ""})
+    emit({"t": "ready", "cgroups": sorted(cgroups.active), "run_as": cfg.get("run_as") if os.geteuid() == 0 else "",
+          "nested": bool(cfg.get("nested"))})
     running: dict[int, tuple[int, list]] = {}  # job id -> (pid, cgroups)
     try:
         while True:
@@ -192,8 +199,8 @@ def serve(loaded: Loaded, cfg: dict, sock: socket.socket, emit) -> None:
                 os.close(fd)
             group = []
             if os.read(hr, 1) == b"u":
-                group = cgroups.add(f"s{pid}", pid, limits.processes + 4, limits.memory_mb)
-                if cfg["mode"] == "namespaces":
+                group = cgroups.add(f"s{pid}", pid, limits.processes + 3, limits.memory_mb)  # + S, W, E
+                if cfg["mode"] == "namespaces" or cfg.get("nested"):
                     try:
                         sandbox.write_id_maps(pid)
                     except OSError:
@@ -232,6 +239,9 @@ def main() -> int:
         return 2
     gc.collect()
     gc.freeze()  # keep forked children from copying the preloaded heap when they touch refcounts
+    # bwrap: one sandbox around this runner; where namespaces nest inside it (bwrap not setuid), every
+    # submission also gets its own user, PID, mount and IPC namespaces, as in namespaces mode
+    cfg["nested"] = cfg["mode"] == "bwrap" and sandbox.nested_namespaces_available()
     cfg["scratch"] = tempfile.mkdtemp(prefix="labgrade-")  # bwrap/none: per-submission temp dirs inside
     cfg["view"]["root"] = tempfile.mkdtemp(prefix="labgrade-root-")  # namespaces: the new root's mount point
     try:

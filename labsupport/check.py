@@ -25,8 +25,11 @@ Write a check in ``labsupport/checks/labNN.py``::
 
 Rules: the driver's parameters are ``t``, then the student's objects (named like the exercise's ``defines``),
 then any of ``seed`` and the options (keyword-only, defaults from ``options=``; a grading spec's options
-override them). Build inputs without calling a graded reference (they are replaced by tripwires while a
-submission runs). The labels are the trusted text of failure messages: make them say what was called.
+override them). Build inputs without calling a graded reference or a spec's `forbid` (they are replaced by
+tripwires while a submission runs): compute them at import, as checks/lab04.py does. A check module's
+``PRELOAD = ("torch._dynamo",)`` names modules its drivers import lazily (an optimizer's first step): the
+grader imports them once, not in every exercise process. The labels are the trusted text of failure
+messages: make them say what was called.
 A custom ``judge(got, want, **options)`` gets two `Records` (label -> value) for checks that compare more
 than values (e.g. naming a typical mistake); ``reference=None`` runs no reference (``want`` is empty).
 ``success="..."`` is the note printed on a pass. Tests: tests/test_checks_labNN.py (the reference passes,

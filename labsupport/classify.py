@@ -28,9 +28,10 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from labsupport.config import CfgNode
 from labsupport.core import count_parameters
+from labsupport.evaluation import evaluate
 from labsupport.precision import amp, fp32_logits
 from labsupport.textdata import PAD_ID, UNK_ID, Vocab, encode_documents
-from labsupport.trainer import Trainer, evaluate
+from labsupport.trainer import Trainer
 
 TRAINABLE_MODES = ("all", "head", "last_block")
 
@@ -135,7 +136,7 @@ class ClassificationDataset(Dataset):
 
 
 def _scores(model: nn.Module, dataset: Dataset) -> dict[str, float]:
-    """labsupport.trainer.evaluate over a whole dataset: mean loss and accuracy (each example counts once)."""
+    """labsupport.evaluation.evaluate over a whole dataset: mean loss and accuracy (each example counts once)."""
     return evaluate(model, DataLoader(dataset, batch_size=256))
 
 

@@ -1,8 +1,9 @@
-"""Small generated datasets in the real datasets' schemas (the `smoke` profile's data).
+"""The `smoke` profile's sources: small generated datasets in the real datasets' schemas, and tiny random models.
 
 Text comes from a seeded template grammar: English-looking, with sentiment words that make the
 labelled sets learnable, so a smoke run can show a classifier beating chance. Each split gets its
-own stable seed (crc32 of the dataset and split names, never Python's salted `hash()`).
+own stable seed (crc32 of the dataset and split names, never Python's salted `hash()`). Which asset each
+builder stands in for is declared in `labsupport.assets` (each `Asset`'s `Smoke` source).
 """
 
 from __future__ import annotations
@@ -10,8 +11,16 @@ from __future__ import annotations
 import random
 import zlib
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
+from labsupport.bpe import hf_gpt2_tokenizer
+
+if TYPE_CHECKING:
+    import datasets
+
+# `datasets` (~2-4 s to import) is imported inside the builders: assets imports this module for its declarations,
+# and `import labsupport` (every lab) must stay fast.
 
 SUBJECTS = ["the film", "this movie", "the story", "the cast", "the director", "the music", "the ending",
             "the plot", "the acting", "the script", "the camera work", "the hero", "the villain"]
@@ -88,6 +97,8 @@ def _check_split(name: str, split: str, valid: tuple[str, ...]) -> None:
 
 
 def smoke_poem_sentiment(split: str) -> datasets.Dataset:
+    import datasets  # heavy: see the top of this module
+
     _check_split("poem_sentiment", split, ("train", "validation", "test"))
     rows = _labelled("poem_sentiment", split, _verse, 4)
     features = datasets.Features({"id": datasets.Value("int32"), "verse_text": datasets.Value("string"),
@@ -97,6 +108,8 @@ def smoke_poem_sentiment(split: str) -> datasets.Dataset:
 
 
 def smoke_imdb(split: str) -> datasets.Dataset:
+    import datasets  # heavy: see the top of this module
+
     _check_split("imdb", split, ("train", "test", "unsupervised"))
     rows = _labelled("imdb", split, _review, 2)
     labels = [-1 if split == "unsupervised" else y for _, y in rows]
@@ -108,6 +121,8 @@ def smoke_imdb(split: str) -> datasets.Dataset:
 
 
 def smoke_sst2(split: str) -> datasets.Dataset:
+    import datasets  # heavy: see the top of this module
+
     _check_split("sst2", split, ("train", "validation", "test"))
     rows = _labelled("sst2", split, lambda rng, y: _sentence(rng, y) + " .", 2)
     labels = [-1 if split == "test" else y for _, y in rows]
@@ -120,6 +135,8 @@ def smoke_sst2(split: str) -> datasets.Dataset:
 
 
 def smoke_wikitext(split: str) -> datasets.Dataset:
+    import datasets  # heavy: see the top of this module
+
     _check_split("wikitext-2", split, ("train", "validation", "test"))
     rng = _rng("wikitext-2", split)
     n_articles = {"train": 60, "validation": 10, "test": 10}[split]
@@ -128,9 +145,44 @@ def smoke_wikitext(split: str) -> datasets.Dataset:
                                       features=datasets.Features({"text": datasets.Value("string")}))
 
 
-SMOKE_DATASETS: dict[str, Callable[[str], datasets.Dataset]] = {
-    "poem_sentiment": smoke_poem_sentiment,
-    "imdb": smoke_imdb,
-    "sst2": smoke_sst2,
-    "wikitext-2": smoke_wikitext,
-}
+
+# ---------------------------------------------------------------------------------------------- tiny models
+# A model builder saves a tiny random checkpoint into a directory; `labsupport.assets` seeds it, builds it once into
+# the cache and loads it back through the same `from_pretrained(local_dir)` path as a real checkpoint.
+
+
+def smoke_gpt2(out: Path) -> None:
+    """A tiny random GPT-2 (2 layers, 32 dims), with the real (vendored) GPT-2 tokenizer like the hub checkpoint."""
+    from transformers import GPT2Config, GPT2LMHeadModel  # heavy (~3 s): only building a model needs it
+
+    cfg = GPT2Config(vocab_size=50257, n_positions=256, n_embd=32, n_layer=2, n_head=2)
+    GPT2LMHeadModel(cfg).save_pretrained(out)
+    hf_gpt2_tokenizer().save_pretrained(out)
+
+
+def smoke_gpt_neo(out: Path) -> None:
+    """A tiny random GPT-Neo (2 layers, a global and a local attention layer), with the GPT-2 tokenizer."""
+    from transformers import GPTNeoConfig, GPTNeoForCausalLM  # heavy: see smoke_gpt2
+
+    cfg = GPTNeoConfig(vocab_size=50257, max_position_embeddings=256, hidden_size=32, num_layers=2, num_heads=2,
+                       attention_types=[[["global", "local"], 1]], window_size=64)
+    GPTNeoForCausalLM(cfg).save_pretrained(out)
+    hf_gpt2_tokenizer().save_pretrained(out)
+
+
+SMOKE_BERT_WORDS = (
+    "i will go for a run and jump into the lake . , ! ? the cat sat on mat dog is was it "
+    "he she they we you of to in on at with my your this that"
+).split()
+
+
+def smoke_bert(out: Path) -> None:
+    """A tiny random BERT with its own WordPiece vocabulary (covering Lab 02's sentences)."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast  # heavy: see smoke_gpt2
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(SMOKE_BERT_WORDS), "##s", "##ing"]
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab=str(out / "vocab.txt")).save_pretrained(out)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(out)

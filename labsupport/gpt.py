@@ -6,7 +6,7 @@
     model = GPT(config)                     # prints "number of parameters: 0.09M"
     logits, loss = model(idx, targets)      # idx, targets: (B, T) token ids
 
-`GPT.from_pretrained("gpt2")` copies the Hugging Face GPT-2 weights into this architecture.
+`GPT.from_pretrained(dir_or_hub_id)` copies GPT-2 weights into it; by asset name: `assets.load_model("gpt2", GPT)`.
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ class GPTLayers(nn.Module):
         C.resid_pdrop = 0.1
         C.attn_pdrop = 0.1
         C.attention_cls = None  # None: labsupport.attention.CausalSelfAttention; any class(config) works
+        C.tie_weights = False  # True: lm_head reuses wte's matrix, as GPT-2 does (from_pretrained sets it)
         return C
 
     def __init__(self, config: CfgNode):
@@ -109,6 +110,8 @@ class GPTLayers(nn.Module):
             ln_f=nn.LayerNorm(config.n_embd),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_weights:  # one (vocab_size, C) matrix embeds tokens and scores them
+            self.lm_head.weight = self.transformer.wte.weight
 
         self.apply(self._init_weights)
         # GPT-2: scale the init of the projections that add into the residual stream by 1/sqrt(2 n_layer)
@@ -118,7 +121,7 @@ class GPTLayers(nn.Module):
         print(f"number of parameters: {self.num_parameters() / 1e6:.2f}M")
 
     def num_parameters(self) -> int:
-        """Every parameter, lm_head included (labsupport.core.count_parameters); our lm_head is not tied to wte."""
+        """Every parameter once (labsupport.core.count_parameters): lm_head counts unless it is tied to wte."""
         return count_parameters(self)[1]
 
     @staticmethod
@@ -136,22 +139,21 @@ class GPTLayers(nn.Module):
     # ------------------------------------------------------------------------------------------ pretrained
 
     @classmethod
-    def from_pretrained(cls, name_or_dir: str | os.PathLike, **overrides) -> GPTLayers:
-        """A GPT with Hugging Face GPT-2 weights: "gpt2" (via labsupport.assets) or a saved model directory.
+    def from_pretrained(cls, dir_or_hub_id: str | os.PathLike, revision: str | None = None,
+                        **overrides) -> GPTLayers:
+        """A GPT with Hugging Face GPT-2 weights from a saved model directory or a hub id (at `revision`).
 
+        By asset name, with the source the profile picks: `labsupport.assets.load_model("gpt2", GPT)`.
         `overrides` change non-architecture settings, e.g. attention_cls=MyAttention or attn_pdrop=0.0.
         """
         from transformers import GPT2LMHeadModel  # heavy (~3 s): only loading weights needs it
 
-        from labsupport import assets
-
-        if os.path.isdir(name_or_dir):
-            source = str(name_or_dir)
-        elif str(name_or_dir) in assets.REGISTRY and assets.REGISTRY[str(name_or_dir)].kind == "model":
-            source = assets.model_source(str(name_or_dir))
-        else:
-            raise ValueError(f"{str(name_or_dir)!r} is neither a directory nor a model asset; try 'gpt2'")
-        hf = GPT2LMHeadModel.from_pretrained(source)
+        source = str(dir_or_hub_id)
+        try:
+            hf = GPT2LMHeadModel.from_pretrained(source, revision=revision)
+        except OSError as err:  # one line, and the way to load by asset name
+            raise OSError(f"no GPT-2 checkpoint at {source!r} ({str(err).strip().splitlines()[0]}); to load a lab "
+                          f"asset by name use labsupport.assets.load_model({source!r}, GPT)") from None
         hc = hf.config
         variant = dict(activation_function=hc.activation_function, n_inner=hc.n_inner or 4 * hc.n_embd,
                        scale_attn_weights=hc.scale_attn_weights,
@@ -167,6 +169,7 @@ class GPTLayers(nn.Module):
         config.merge_from_dict(dict(
             model_type=None, n_layer=hc.n_layer, n_head=hc.n_head, n_embd=hc.n_embd, vocab_size=hc.vocab_size,
             block_size=hc.n_positions, embd_pdrop=hc.embd_pdrop, resid_pdrop=hc.resid_pdrop, attn_pdrop=hc.attn_pdrop,
+            tie_weights=hc.tie_word_embeddings,  # GPT-2: 124M parameters, not 163M with a second vocabulary matrix
         ))
         config.merge_from_dict(overrides)
         model = cls(config)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from labsupport.core import eval_mode
+from labsupport.precision import amp
 from labsupport.weather import (
     STATE_IDS,
     STATE_TOKENS,
@@ -218,10 +219,13 @@ def per_position_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.
 
 @torch.no_grad()
 def _evaluate(model: torch.nn.Module, dataset: Dataset, device: Any, batch_size: int) -> tuple[torch.Tensor, ...]:
-    """Per-position (mean NLL (T,), accuracy (T,)) of `model` over all of `dataset`, dropout off."""
-    device = device if device is not None else next(model.parameters()).device
+    """Per-position (mean NLL (T,), accuracy (T,)) of `model` over all of `dataset`, dropout off, under the one
+    precision policy. Not evaluation.evaluate: that one averages every target into one number, this keeps a value
+    per state position (to compare with bayes_loss / bayes_floor position by position)."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    policy = amp(device, training=False, model=model)
     nll, hits, n = 0.0, 0.0, 0
-    with eval_mode(model):
+    with eval_mode(model), policy.autocast():
         for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
             out = model(x.to(device))
             logits = out[0] if isinstance(out, tuple | list) else getattr(out, "logits", out)  # (B, 2T-1, V)

@@ -20,9 +20,9 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from labsupport.core import perplexity
+from labsupport.evaluation import evaluate
 from labsupport.generate import as_decode, generate
 from labsupport.textdata import LanguageModelingDataset, Vocab
-from labsupport.trainer import evaluate
 from labsupport.viz import moving_average, plot_losses  # re-exported: Lab 04 imports its helpers from here
 
 

@@ -1,11 +1,12 @@
-"""A word-level LSTM language model and its training loop (Lab 06, IMDB reviews).
+"""Lab 06's pipeline (IMDB reviews): review cleaning, a word-level LSTM language model, its length-bucketed
+batches, the unigram baseline and sampling. It trains with labsupport.trainer and evaluates with
+labsupport.evaluation.
 
     config = LSTMLanguageModel.get_default_config()
     config.vocab_size = len(vocab)
     model = LSTMLanguageModel(config)                 # embedding -> LSTM -> linear, logits (B, T, V)
     train = make_loader(sequences, batch_size=128)    # (x, y) batches, targets padded with IGNORE_INDEX
-    history = fit(model, torch.optim.Adam(model.parameters(), 1e-3), train, epochs=5,
-                  test_loader=test, checkpoint="lstm.pt")   # re-running resumes from the checkpoint
+    trainer = Trainer(train_config, model, train, test)   # labsupport.trainer: epochs over the loader
 
 The loss and perplexity count only real tokens: every padded target holds IGNORE_INDEX (-100), the
 cross-entropy's `ignore_index` (the model's loss also ignores targets equal to the pad id). Sequences come
@@ -17,24 +18,20 @@ from __future__ import annotations
 import math
 import os
 import re
-import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
-from tqdm.auto import tqdm
 
 from labsupport.config import CfgNode
 from labsupport.core import IGNORE_INDEX, count_parameters, perplexity
 from labsupport.generate import generate
 from labsupport.io import atomic_torch_save
-from labsupport.precision import Precision, amp, backward_step, fp32_logits
+from labsupport.precision import fp32_logits
 from labsupport.textdata import BOS_ID, PAD_ID, UNK_ID, BucketBatchSampler, Vocab, lm_collate_fn
-from labsupport.trainer import evaluate, load_checkpoint, save_checkpoint  # the one evaluation and checkpoint
 
 SUPPRESS_IDS = (UNK_ID, PAD_ID, BOS_ID)  # never generated: <unk> is not a word, <pad>/<bos> never follow text
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
@@ -120,7 +117,7 @@ class LSTMLanguageModel(nn.Module):
         data = torch.load(path, map_location=map_location, weights_only=True)
         if not isinstance(data, dict) or "config" not in data or "state_dict" not in data:
             raise ValueError(f"{path} was not written by LSTMLanguageModel.save (a training checkpoint? "
-                             f"use load_checkpoint)")
+                             f"use Trainer.resume or labsupport.checkpoint.load_checkpoint)")
         model = cls(CfgNode(**data["config"]))
         model.load_state_dict(data["state_dict"])
         return model
@@ -161,7 +158,7 @@ def make_loader(sequences: Sequence[Sequence[int]], batch_size: int, *, shuffle:
     `collate_fn` (a list of items -> (X, Y)); the batches are still chosen by the lengths of `sequences`.
     `bucket` groups similar lengths (fewer pads); with `shuffle` and no `bucket` the batches are plain random
     ones (BucketBatchSampler with pools of one batch). The order depends only on (seed, epoch): call
-    ``loader.batch_sampler.set_epoch(epoch)`` (`fit` does) so a resumed run sees the same batches.
+    ``loader.batch_sampler.set_epoch(epoch)`` (`trainer.Trainer` does) so a resumed run sees the same batches.
     """
     seqs = [torch.as_tensor(s, dtype=torch.long) for s in sequences]
     if not seqs:
@@ -182,100 +179,6 @@ def make_loader(sequences: Sequence[Sequence[int]], batch_size: int, *, shuffle:
                       pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
 
 
-# ---------------------------------------------------------------------------------------------- training
-
-
-def precision(device: torch.device | str, enabled: bool = True, training: bool = True) -> Precision:
-    """The project's policy (`labsupport.precision.amp`); `enabled=False` forces float32."""
-    if not enabled:
-        return Precision(torch.device(device).type, None, False, "float32: amp turned off")
-    return amp(device, training=training)
-
-
-def autocast(device: torch.device | str, enabled: bool = True, training: bool = False):
-    """The policy's autocast (the model keeps its LSTM and its logits in float32)."""
-    return precision(device, enabled, training).autocast()
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _pad_id(model: nn.Module) -> int:
-    return getattr(model, "pad_id", PAD_ID)
-
-
-def _n_targets(y: torch.Tensor, pad_id: int) -> int:
-    return int(((y != IGNORE_INDEX) & (y != pad_id)).sum())  # the targets lm_loss counts
-
-
-def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, *, amp: bool = True,
-                grad_clip: float | None = 1.0, progress: bool = True, desc: str = "train") -> dict[str, float]:
-    """One pass over `loader` on the model's device. Returns the token-weighted mean loss and its perplexity."""
-    device, pad_id = _device(model), _pad_id(model)
-    model.train()
-    total = torch.zeros((), dtype=torch.float64, device=device)  # summed NLL, kept on device: no sync per step
-    n_tokens = n_samples = 0
-    start = time.perf_counter()
-    policy = precision(device, amp, training=True)
-    scaler = policy.grad_scaler()
-    bar = tqdm(loader, desc=desc, disable=not progress, leave=True)
-    for step, (x, y) in enumerate(bar):
-        n = _n_targets(y, pad_id)  # counted on the CPU copy: no GPU sync
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)  # (B, T), (B, T)
-        with policy.autocast():
-            _, loss = model(x, y)
-        optimizer.zero_grad(set_to_none=True)
-        backward_step(loss, optimizer, scaler, model.parameters(), grad_clip)
-        total += loss.detach().double() * n
-        n_tokens, n_samples = n_tokens + n, n_samples + x.size(0)
-        if progress and (step % 20 == 0 or step == len(loader) - 1):
-            mean = float(total) / max(n_tokens, 1)
-            bar.set_postfix(loss=f"{mean:.3f}", ppl=f"{math.exp(mean):.1f}", refresh=False)
-    bar.close()
-    mean = float(total) / max(n_tokens, 1)
-    return {"loss": mean, "perplexity": math.exp(mean), "tokens": n_tokens, "samples": n_samples,
-            "seconds": time.perf_counter() - start}
-
-
-def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: DataLoader, epochs: int, *,
-        test_loader: DataLoader | None = None, checkpoint: str | os.PathLike | None = None, amp: bool = True,
-        grad_clip: float | None = 1.0, progress: bool = True) -> dict[str, list[float]]:
-    """Train until `epochs` epochs are done; returns the per-epoch history (train/test loss and perplexity).
-
-    With `checkpoint`, model + optimizer + epoch + history + RNG states are written atomically after every
-    epoch, and an existing checkpoint is resumed first: re-running after a crash continues where it stopped
-    and gives the same numbers as an uninterrupted run.
-    """
-    history: dict[str, list[float]] = {k: [] for k in ("train_loss", "train_perplexity", "test_loss",
-                                                        "test_perplexity", "seconds")}
-    start = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint, model, optimizer, expect="epoch")
-        start, history = state["epoch"], state["history"]
-        print(f"resumed from {checkpoint} after epoch {start}")
-    for epoch in range(start, epochs):
-        set_epoch = getattr(train_loader.batch_sampler, "set_epoch", None)
-        if set_epoch is not None:
-            set_epoch(epoch)
-        stats = train_epoch(model, train_loader, optimizer, amp=amp, grad_clip=grad_clip, progress=progress,
-                            desc=f"epoch {epoch + 1}/{epochs}")
-        history["train_loss"].append(stats["loss"])
-        history["train_perplexity"].append(stats["perplexity"])
-        history["seconds"].append(stats["seconds"])
-        line = f"epoch {epoch + 1}: train loss {stats['loss']:.3f} (ppl {stats['perplexity']:.1f})"
-        if test_loader is not None:
-            test = evaluate(model, test_loader, amp=amp)
-            history["test_loss"].append(test["loss"])
-            history["test_perplexity"].append(test["perplexity"])
-            line += f", test loss {test['loss']:.3f} (ppl {test['perplexity']:.1f})"
-        if progress:
-            print(line)
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, epoch=epoch + 1, history=history)
-    return history
-
-
 # ---------------------------------------------------------------------------------------------- generation
 
 
@@ -291,7 +194,6 @@ def complete(model: nn.Module, vocab: Vocab, prompt: str = "", max_new_tokens: i
 
 
 __all__ = [
-    "SUPPRESS_IDS", "LSTMLanguageModel", "autocast", "clean_review", "complete", "evaluate", "fit", "lm_loss",
-    "load_checkpoint", "make_loader", "perplexity", "precision", "save_checkpoint", "train_epoch",
+    "SUPPRESS_IDS", "LSTMLanguageModel", "clean_review", "complete", "lm_loss", "make_loader", "perplexity",
     "unigram_perplexity",
 ]

@@ -10,7 +10,7 @@
 
 Logits that feed a loss or a perplexity are computed in float32 whatever the policy: ``fp32_logits``.
 
-    policy = amp(device)                    # or amp(device, training=False), amp(device, model=model)
+    policy = amp(device)                    # or amp(device, training=False), amp(device, model=model, enabled=...)
     scaler = policy.grad_scaler()           # a no-op unless the policy trains in fp16
     with policy.autocast():
         _, loss = model(x, y)
@@ -56,12 +56,15 @@ class Precision:
 
 
 def amp(device: torch.device | str, *, training: bool = True, model: nn.Module | None = None,
-        fp16_safe: bool = True) -> Precision:
+        fp16_safe: bool = True, enabled: bool = True) -> Precision:
     """The precision policy for a loop on `device` (see the module docstring).
 
     `model`: a Hugging Face model whose type must not be autocast (GPT-Neo) gets float32. `fp16_safe=False`:
-    the computation overflows float16, so a GPU without native bf16 runs it in float32."""
+    the computation overflows float16, so a GPU without native bf16 runs it in float32. `enabled=False`: the
+    caller turned mixed precision off (a loop's `amp=False`): float32."""
     device = torch.device(device)
+    if not enabled:
+        return Precision(device.type, None, False, "float32: amp is off")
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if device.type != "cuda":
         return Precision(device.type, None, False, f"float32 on {device.type}")

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
 from labsupport import assets, precision
-from labsupport.core import IGNORE_INDEX, perplexity
+from labsupport.core import IGNORE_INDEX, eval_mode, perplexity
 from labsupport.precision import fp32_logits
 from labsupport.runtime import get_device
 
@@ -278,11 +278,13 @@ def evaluate(model, tokenizer, stream: datasets.IterableDataset | datasets.Datas
     memory with non-blocking copies and no host sync per batch on CUDA; optional torch.compile.
 
     Defaults on CUDA: num_workers=min(4, cpus - 1); on CPU/MPS: float32, num_workers=0. amp=False: float32.
+    Dropout is off during the evaluation (core.eval_mode; the model's mode is restored afterwards).
+    Not evaluation.evaluate: the blocks overlap, and the sliding-window loss counts only the targets no earlier
+    block scored (`sliding_labels`), beside the naive and the per-batch means the lab compares it with.
     """
     device = next(model.parameters()).device
     cuda = device.type == "cuda"
-    policy = precision.amp(device, training=False, model=model) if amp else precision.Precision(
-        device.type, None, False, "float32: amp=False")
+    policy = precision.amp(device, training=False, model=model, enabled=amp)
     if num_workers is None:
         num_workers = max(0, min(4, (os.cpu_count() or 1) - 1)) if cuda else 0
     max_pos = getattr(model.config, "max_position_embeddings", None)
@@ -294,7 +296,7 @@ def evaluate(model, tokenizer, stream: datasets.IterableDataset | datasets.Datas
     sample = None
     start = time.perf_counter()
     loader = make_dataloader(dataset, batch_size, num_workers, pin_memory=cuda)
-    with torch.inference_mode(), policy.autocast():
+    with torch.inference_mode(), eval_mode(model), policy.autocast():
         for batch in _progress(progress, islice(loader, max_batches), "evaluating"):
             if sample is None:
                 sample = batch["input_ids"][0][batch["attention_mask"][0].bool()].tolist()

@@ -15,11 +15,7 @@ PACKAGE = REPO / "labsupport"
 
 # Known exceptions (importer, imported) and why; each goes away with the rest of issue 15.
 KNOWN_UPWARD: dict[tuple[str, str], str] = {}
-KNOWN_CYCLE = {  # edges left out of the cycle check
-    ("runner", "rehearse"): "runner's CLI dispatches `python -m labsupport rehearse`, and rehearse runs the labs "
-                            "with runner.run_labs (fix: move the CLI into __main__)",
-}
-KNOWN_MODEL_REGISTRY = {"gpt": "GPT.from_pretrained resolves the name 'gpt2' through assets"}
+KNOWN_CYCLE: dict[tuple[str, str], str] = {}  # edges left out of the cycle check
 KNOWN_PRIVATE: dict[tuple[str, str], str] = {}  # (file relative to the repo, module.name)
 MODEL_MODULES = ("attention", "gpt")  # models load weights from a directory; asset names resolve in assets
 
@@ -123,8 +119,6 @@ def test_models_do_not_import_the_asset_registry():
     graph = import_graph()
     for model in MODEL_MODULES:
         uses = graph[model] & {"assets", "offline", "fixtures"}
-        if model in KNOWN_MODEL_REGISTRY:
-            continue
         assert not uses, f"{model} imports {uses}: load by asset name in labsupport.assets instead"
 
 

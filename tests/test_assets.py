@@ -1,4 +1,6 @@
+import dataclasses
 import warnings
+from pathlib import Path
 
 import datasets
 import pytest
@@ -27,8 +29,47 @@ def test_kind_mismatch_is_explained():
 
 def test_registry_has_a_source_for_every_profile():
     for asset in assets.REGISTRY.values():
-        assert asset.full and asset.smoke, asset.name
-        assert hasattr(asset, "offline")
+        assert asset.full and asset.smoke.what and asset.labs, asset.name
+        assert asset.offline is None or isinstance(asset.offline, (str, assets.Offline)), asset.name
+        if asset.kind != "tokenizer":  # the tokenizer is vendored; every model and dataset has a smoke builder
+            assert callable(asset.smoke.build), asset.name
+
+
+def test_readme_tables_are_generated_from_the_declarations():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assets_table, packages_table = assets.readme_tables()
+    assert assets_table in readme, "README's asset table is stale: paste assets.readme_tables()[0] into it"
+    assert packages_table in readme, "README's offline package table is stale: paste assets.readme_tables()[1]"
+    assert all(f"`{name}`" in assets_table for name in assets.REGISTRY)
+    assert all(p.requirement in packages_table and p.sha256 in packages_table for p in assets.PACKAGES)
+
+
+def test_a_declared_revision_reaches_from_pretrained(monkeypatch):
+    from labsupport import detect
+
+    monkeypatch.setattr(detect, "probe_hub", lambda: (True, "answered"))
+    monkeypatch.setattr(assets, "_hub_answered", set())
+    monkeypatch.setitem(assets.REGISTRY, "gpt2", dataclasses.replace(assets.REGISTRY["gpt2"], revision="abc123"))
+    seen = {}
+
+    class Recorder:
+        @classmethod
+        def from_pretrained(cls, source, **kwargs):
+            seen[source] = kwargs
+            return cls()
+
+    assets.load_model("gpt2", Recorder, profile="full")
+    assets.load_model("gpt2", Recorder, profile="smoke")  # a local directory has no revisions
+    assert seen["openai-community/gpt2"] == {"revision": "abc123"}
+    assert [kw for src, kw in seen.items() if src != "openai-community/gpt2"] == [{}]
+
+
+def test_the_lab_gpt_loads_by_asset_name(private_cache):
+    from labsupport.gpt import GPT
+
+    m = assets.load_model("gpt2", GPT, profile="smoke")  # the tiny random GPT-2, through GPT.from_pretrained
+    assert isinstance(m, GPT) and m.config.vocab_size == 50257 and m.config.n_embd == 32
+    assert m.lm_head.weight is m.transformer.wte.weight
 
 
 def test_full_profile_points_at_hub_ids(monkeypatch):
@@ -136,8 +177,8 @@ def test_unknown_split_is_explained():
 
 
 def test_offline_without_source_falls_back_to_smoke_loudly(monkeypatch):
-    absent = assets.Offline(offline.Package("no-such-pkg", "1.0", "no_such_pkg_xyz", "x", "", "MIT"))
-    asset = assets.Asset("imdb", "dataset", "stanfordnlp/imdb", absent, "generated")
+    absent = assets.Offline(offline.Package("no-such-pkg", "1.0", "no_such_pkg_xyz", "x", "", "MIT"), offline.imdb, "")
+    asset = dataclasses.replace(assets.REGISTRY["imdb"], offline=absent)
     monkeypatch.setitem(assets.REGISTRY, "imdb", asset)
     with pytest.warns(UserWarning, match="no-such-pkg==1.0.*not installed"):
         assert assets.source_profile("imdb", "offline") == "smoke"

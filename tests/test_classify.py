@@ -17,9 +17,10 @@ from labsupport.classify import (
     precision_kwargs,
     tokenize_batch,
 )
+from labsupport.evaluation import evaluate
 from labsupport.gpt import GPT
 from labsupport.textdata import PAD_ID, UNK_ID, WordVocab
-from labsupport.trainer import Trainer, evaluate, make_adamw
+from labsupport.trainer import Trainer, make_adamw
 
 VOCAB, BLOCK = 50, 16
 

@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchmetrics.text import Perplexity
 
-from labsupport import classify, gpt, hmm, lmtrain, lstm, streaming, textdata, weather
+from labsupport import classify, evaluation, gpt, hmm, lmtrain, lstm, streaming, textdata, weather
 from labsupport.core import IGNORE_INDEX, count_parameters, eval_mode, perplexity
 
 
@@ -81,7 +81,7 @@ class Boom(nn.Module):
 
 
 @pytest.mark.parametrize("run", [
-    lambda m: lstm.evaluate(m, [(torch.zeros(1, 3).long(), torch.zeros(1, 3).long())]),
+    lambda m: evaluation.evaluate(m, [(torch.zeros(1, 3).long(), torch.zeros(1, 3).long())]),
     lambda m: lmtrain.evaluate_lm(m, [(torch.zeros(3).long(), torch.zeros(3).long())]),
     lambda m: hmm.evaluate_model_loss(m, weather.WeatherDataset("test", num_instances=50)),
 ])
@@ -89,4 +89,4 @@ def test_evaluations_restore_training_mode_when_the_model_raises(run):
     model = Boom().train()
     with pytest.raises(RuntimeError, match="boom"):
         run(model)
-    assert model.training  # classify.evaluate and lstm.evaluate (now trainer.evaluate) left it in eval mode
+    assert model.training  # the old classify.evaluate and lstm.evaluate (now evaluation.evaluate) left it in eval mode

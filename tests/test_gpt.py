@@ -202,11 +202,29 @@ def test_custom_attention_class_plugs_in(hf_dir, models):
         GPT.from_pretrained(hf_dir, n_layer=1)
 
 
-def test_from_pretrained_gpt2_asset_and_bad_name():
-    m = GPT.from_pretrained("gpt2")  # smoke profile: the tiny random GPT-2 built by labsupport.assets
-    assert m.config.vocab_size == 50257 and m.config.n_embd == 32
-    with pytest.raises(ValueError, match="neither a directory nor a model asset"):
-        GPT.from_pretrained("no-such-model")
+def test_pretrained_gpt2_ties_its_head_to_the_token_embedding(models):
+    hf, ours = models
+    assert ours.lm_head.weight is ours.transformer.wte.weight  # like GPT-2 (tie_word_embeddings)
+    assert ours.num_parameters() == hf.num_parameters()  # the shared matrix counts once, as in 🤗
+    tc = type("TC", (), dict(learning_rate=1e-3, betas=(0.9, 0.95), weight_decay=0.1))
+    decay, no_decay = (g["params"] for g in make_adamw(ours, tc).param_groups)  # AdamW rejects a tensor twice
+    assert len(decay) + len(no_decay) == len(list(ours.parameters()))
+    assert any(p is ours.transformer.wte.weight for p in no_decay)  # an embedding: not decayed
+    scratch = GPT(nano())
+    assert scratch.lm_head.weight is not scratch.transformer.wte.weight  # a lab model trains its own head
+
+
+def test_gpt2_small_has_gpt2s_parameter_count(capsys):
+    with torch.device("meta"):  # shapes only: no 500 MB of weights
+        m = GPT(nano(vocab=50257, block=1024, model_type="gpt2", tie_weights=True))
+    assert m.num_parameters() == 124_439_808  # openai-community/gpt2's count
+    assert "number of parameters: 124.44M" in capsys.readouterr().out
+
+
+def test_from_pretrained_takes_a_directory_or_hub_id_not_an_asset_name():
+    with pytest.raises(OSError, match=r"no GPT-2 checkpoint at 'no-such-model' .*"
+                                      r"assets.load_model\('no-such-model', GPT\)"):
+        GPT.from_pretrained("no-such-model")  # HF_HUB_OFFLINE (conftest): not on disk, not in the hub cache
 
 
 def test_make_adamw_decays_only_linear_weights():

@@ -6,9 +6,12 @@ import torch.nn.functional as F
 from torchmetrics.text import Perplexity
 
 from labsupport import lstm
+from labsupport.checkpoint import load_checkpoint, save_checkpoint
 from labsupport.core import IGNORE_INDEX
+from labsupport.evaluation import evaluate
 from labsupport.generate import generate
 from labsupport.textdata import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, WordVocab, encode_documents, pad_fraction
+from labsupport.trainer import Trainer
 
 REVIEWS = [
     "A great movie.<br /><br />The acting was great and the plot was great .",
@@ -155,12 +158,6 @@ def test_bad_forward_input_errors():
         model(torch.tensor([[2, 5]]), torch.tensor([[5]]))
 
 
-def test_autocast_is_a_no_op_off_cuda():
-    assert lstm.precision("cpu").dtype is None
-    with lstm.autocast("cpu"):
-        assert not torch.is_autocast_enabled("cpu")
-
-
 def test_forward_under_bf16_autocast_keeps_lstm_in_float32():
     model = tiny_model()
     idx = torch.randint(0, 20, (2, 5))
@@ -218,7 +215,7 @@ def test_evaluate_matches_torchmetrics_on_a_loader():
     with torch.no_grad():
         for x, y in loader:
             metric.update(model(x)[0], y)
-    result = lstm.evaluate(model, loader)
+    result = evaluate(model, loader)
     assert result["perplexity"] == pytest.approx(metric.compute().item(), rel=1e-5)
     assert result["count"] == sum(len(s) - 1 for s in seqs)
 
@@ -270,43 +267,79 @@ def test_complete_stops_at_eos_and_returns_words():
 # ---------------------------------------------------------------------------------------------- training, resume
 
 
-def _run(tmp_path, epochs_before_resume=None, dropout=0.2):
-    seqs, test = sequences(40, seed=1), sequences(10, seed=2)
-    model = tiny_model(seed=0, dropout=dropout, num_layers=2)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    train_loader = lstm.make_loader(seqs, 8, seed=0)
-    test_loader = lstm.make_loader(test, 8, shuffle=False)
-    ckpt = tmp_path / "ckpt.pt"
-    if epochs_before_resume is None:
-        return lstm.fit(model, optimizer, train_loader, 2, test_loader=test_loader, progress=False), model
-    lstm.fit(model, optimizer, train_loader, epochs_before_resume, test_loader=test_loader, checkpoint=ckpt,
-             progress=False)
+def trainer_for(tmp_path=None, seed=0, **overrides):
+    """Lab 06's training: Trainer over a length-bucketed loader, Adam (AdamW without decay), test set each epoch;
+    dropout on two LSTM layers, so the losses depend on the torch RNG a resume must restore."""
+    model = tiny_model(seed=seed, dropout=0.2, num_layers=2)
+    config = Trainer.get_default_config()
+    config.merge_from_dict(dict(device="cpu", max_epochs=2, eval_interval="epoch", eval_iters=None, progress=False,
+                                learning_rate=1e-2, betas=(0.9, 0.999), weight_decay=0.0, **overrides))
+    test_loader = lstm.make_loader(sequences(10, seed=2), 8, shuffle=False)
+    return Trainer(config, model, lstm.make_loader(sequences(40, seed=1), 8, seed=0), test_loader)
+
+
+def trained_state(tr):
+    return tr.losses, tr.epoch_losses, tr.eval_losses, [p.clone() for p in tr.model.state_dict().values()]
+
+
+@pytest.fixture(scope="module")
+def straight():
+    tr = trainer_for()
+    tr.run()
+    return trained_state(tr)
+
+
+def test_trainer_trains_the_lstm_epoch_by_epoch(straight):
+    losses, epoch_losses, eval_losses, _ = straight
+    assert len(losses) == 2 * 5 and len(epoch_losses) == 2  # 40 sequences in batches of 8: 5 steps per epoch
+    assert epoch_losses[1] < epoch_losses[0] and eval_losses[1][1] < eval_losses[0][1]
+    assert [i for i, _ in eval_losses] == [5, 10]  # after each epoch, on the whole test loader
+
+
+@pytest.mark.parametrize("stop", [5, 3], ids=["at an epoch end", "in the middle of an epoch"])
+def test_resume_from_checkpoint_equals_uninterrupted_training(straight, tmp_path, stop):
+    first = trainer_for(max_iters=stop)
+    first.run()
+    first.save(tmp_path / "ckpt.pt")
     torch.manual_seed(999)  # a fresh process: different global RNG, new model and optimizer
-    model2 = tiny_model(seed=5, dropout=dropout, num_layers=2)
-    optimizer2 = torch.optim.Adam(model2.parameters(), lr=1e-2)
-    history = lstm.fit(model2, optimizer2, lstm.make_loader(seqs, 8, seed=0), 2,
-                       test_loader=lstm.make_loader(test, 8, shuffle=False), checkpoint=ckpt, progress=False)
-    return history, model2
-
-
-def test_resume_from_checkpoint_equals_uninterrupted_training(tmp_path):
-    straight, model = _run(tmp_path / "a")
-    resumed, model2 = _run(tmp_path / "b", epochs_before_resume=1)
-    assert len(straight["train_loss"]) == 2 and straight["train_loss"][1] < straight["train_loss"][0]
-    assert resumed["train_loss"] == straight["train_loss"]
-    assert resumed["test_perplexity"] == straight["test_perplexity"]
-    for a, b in zip(model.state_dict().values(), model2.state_dict().values()):
+    resumed = trainer_for(seed=5)
+    resumed.resume(tmp_path / "ckpt.pt")
+    resumed.run()
+    losses, epoch_losses, eval_losses, weights = trained_state(resumed)
+    assert losses == straight[0] and epoch_losses == straight[1] and eval_losses == straight[2]
+    for a, b in zip(weights, straight[3]):
         assert torch.equal(a, b)
-    assert not list((tmp_path / "b").glob("*.tmp"))  # written atomically
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # written atomically
 
 
-def test_train_epoch_reports_token_weighted_loss():
+def test_resume_without_rng_state_would_differ(straight, tmp_path):
+    """Guards the test above: the dropout masks really depend on the restored RNG state."""
+    first = trainer_for(max_iters=3)
+    first.run()
+    first.save(tmp_path / "ckpt.pt")
+    resumed = trainer_for()
+    resumed.resume(tmp_path / "ckpt.pt")
+    torch.manual_seed(123)
+    resumed.run()
+    assert resumed.losses[:3] == straight[0][:3] and resumed.losses[3:] != straight[0][3:]
+
+
+def test_training_keeps_the_pad_embedding_zero(straight):
+    *_, weights = straight
+    assert weights[0].shape == (20, 8) and weights[0][PAD_ID].abs().max() == 0  # embedding.weight comes first
+
+
+def test_epoch_loss_is_token_weighted():
     model = tiny_model()
     seqs = sequences(12)
     loader = lstm.make_loader(seqs, 5, seed=0)
-    stats = lstm.train_epoch(model, loader, torch.optim.SGD(model.parameters(), lr=0.0), progress=False)
-    assert stats["tokens"] == sum(len(s) - 1 for s in seqs) and stats["samples"] == 12
-    assert stats["loss"] == pytest.approx(lstm.evaluate(model, loader)["loss"], rel=1e-6)  # lr 0, no dropout
+    config = Trainer.get_default_config()
+    config.merge_from_dict(dict(device="cpu", max_epochs=1, progress=False, learning_rate=0.0, weight_decay=0.0))
+    tr = Trainer(config, model, loader)
+    tr.run()  # lr 0, no dropout: the model never changes
+    assert tr.iter_num == len(loader) == 3 and tr.epoch == 1
+    assert tr.epoch_losses[0] == pytest.approx(evaluate(model, loader)["loss"], rel=1e-6)
+    assert tr.epoch_losses[0] != pytest.approx(sum(tr.losses) / len(tr.losses), rel=1e-4)  # not the batch mean
 
 
 def test_model_save_load_round_trip_and_wrong_file(tmp_path):
@@ -316,9 +349,8 @@ def test_model_save_load_round_trip_and_wrong_file(tmp_path):
     assert loaded.config == model.config
     idx = torch.randint(0, 20, (2, 6))
     torch.testing.assert_close(loaded(idx)[0], model(idx)[0])
-    lstm.save_checkpoint(tmp_path / "c.pt", model, torch.optim.Adam(model.parameters()), epoch=1, history={})
-    with pytest.raises(ValueError, match="load_checkpoint"):
+    save_checkpoint(tmp_path / "c.pt", model, torch.optim.Adam(model.parameters()), epoch=1)
+    with pytest.raises(ValueError, match="Trainer.resume"):
         lstm.LSTMLanguageModel.load(tmp_path / "c.pt")
     with pytest.raises(ValueError, match="not a labsupport training checkpoint"):
-        lstm.load_checkpoint(tmp_path / "m.pt", model)
-    assert lstm.load_checkpoint(tmp_path / "c.pt", model) == {"epoch": 1, "history": {}}
+        load_checkpoint(tmp_path / "m.pt", model)

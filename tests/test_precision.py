@@ -1,5 +1,5 @@
 """The one precision policy (labsupport.precision.amp): what it picks per device capability, and that every
-loop (Trainer, LSTM, classifier, streaming evaluation) runs under it. No GPU is needed: the capability is
+loop (Trainer, LSTM, classifier, HMM and streaming evaluation) runs under it. No GPU is needed: the capability is
 monkeypatched, and the CUDA decision is then executed with CPU autocast of the same dtype."""
 
 import dataclasses
@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import TensorDataset
 from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoConfig, GPTNeoForCausalLM
 
-from labsupport import classify, lstm, precision, streaming, trainer
+from labsupport import classify, evaluation, hmm, lstm, precision, streaming, trainer, weather
 from labsupport.classify import GPTClassifier
 from labsupport.config import CfgNode
 from labsupport.gpt import GPT
@@ -52,6 +52,13 @@ def test_gpt_neo_is_never_autocast(monkeypatch, cap):
     assert classify.precision_kwargs("cuda", model=tiny_neo()) == {"bf16": False, "fp16": False}
 
 
+def test_amp_turned_off_is_float32_everywhere(monkeypatch):
+    capability(monkeypatch, 9, 0)
+    for device in ("cuda", "cpu"):
+        p = precision.amp(device, enabled=False)
+        assert p.dtype is None and not p.scale_grads and "amp is off" in p.why
+
+
 @pytest.mark.parametrize("device", ["cpu", "mps"])
 def test_cpu_and_mps_run_float32(device):
     p = precision.amp(device)
@@ -74,7 +81,7 @@ def policy_on_cpu(request, monkeypatch):
         decision = real("cuda", **kwargs)
         return dataclasses.replace(decision, device_type="cpu")
 
-    for module in (precision, trainer, lstm, classify):
+    for module in (precision, trainer, classify, hmm):
         monkeypatch.setattr(module, "amp", as_cpu)
     return torch.float16 if request.param == (7, 5) else torch.bfloat16
 
@@ -116,15 +123,18 @@ def test_trainer_trains_and_evaluates_under_the_policy(policy_on_cpu, monkeypatc
     assert scalers == [policy_on_cpu is torch.float16]  # a GradScaler exactly when training in fp16
 
 
-def test_lstm_loops_follow_the_policy(policy_on_cpu):
+def test_lstm_trains_and_evaluates_under_the_policy(policy_on_cpu):
+    """Lab 06's LSTM, trained by the Trainer over a length-bucketed DataLoader: autocast on, logits float32."""
     torch.manual_seed(0)
     config = lstm.LSTMLanguageModel.get_default_config()
     config.merge_from_dict(dict(vocab_size=20, embed_dim=8, hidden_size=8))
     model = Spy(lstm.LSTMLanguageModel(config))
-    model.pad_id = lstm.LSTMLanguageModel(config).pad_id
-    x = torch.randint(4, 20, (8, 6))
-    loader = [(x[:4], x[:4]), (x[4:], x[4:])]
-    lstm.evaluate(model, loader)
+    loader = lstm.make_loader([[2, *torch.randint(4, 20, (n,)).tolist(), 3] for n in range(3, 11)], 4)
+    train_config = trainer.Trainer.get_default_config()
+    train_config.merge_from_dict(dict(device="cpu", max_epochs=1, progress=False))
+    trainer.Trainer(train_config, model, loader).run()
+    evaluation.evaluate(model, loader)
+    assert len(model.seen) == 2 * len(loader)
     assert {s[0] for s in model.seen} == {policy_on_cpu} and {s[1] for s in model.seen} == {torch.float32}
 
 
@@ -132,8 +142,19 @@ def test_classifier_evaluation_follows_the_policy(policy_on_cpu):
     model = GPTClassifier(tiny_gpt(), n_classification_class=2, pad_id=0)
     spy = Spy(model)
     data = TensorDataset(torch.randint(1, 20, (6, 8)), torch.randint(0, 2, (6,)))
-    trainer.evaluate(spy, torch.utils.data.DataLoader(data, batch_size=3))  # the one evaluation
+    evaluation.evaluate(spy, torch.utils.data.DataLoader(data, batch_size=3))  # the one evaluation
     assert {s[0] for s in spy.seen} == {policy_on_cpu} and {s[1] for s in spy.seen} == {torch.float32}
+
+
+def test_hmm_evaluation_follows_the_policy(policy_on_cpu):
+    """hmm's per-position evaluation (not evaluation.evaluate: a value per state position) runs under the policy."""
+    seen = []
+    model = tiny_gpt(vocab=8)
+    model.register_forward_hook(lambda m, args, out: seen.append(
+        torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None))
+    data = weather.WeatherDataset("test", seq_len=4, num_instances=20)
+    loss = hmm.evaluate_model_loss(model, data, device="cpu", batch_size=8)
+    assert loss.shape == (4,) and loss.dtype == torch.float64 and seen and set(seen) == {policy_on_cpu}
 
 
 # ------------------------------------------------------------------ perplexity under the policy
@@ -167,7 +188,8 @@ def test_lab05_perplexity_under_the_policy_is_within_1_percent_of_fp32(monkeypat
         mixed = streaming.evaluate(model, tokenizer, stream, **kw)
         assert mixed.sliding_perplexity == pytest.approx(fp32.sliding_perplexity, rel=0.01)
         assert mixed.naive_perplexity == pytest.approx(fp32.naive_perplexity, rel=0.01)
-    neo, other = chosen
+    off_neo, neo, off_gpt2, other = chosen  # amp=False asks the policy too (enabled=False: float32)
+    assert off_neo.dtype is None and off_gpt2.dtype is None and "amp is off" in off_gpt2.why
     assert neo.dtype is None  # GPT-Neo: float32 whatever the GPU
     assert other.dtype is (torch.float16 if cap == (7, 5) else torch.bfloat16)
     assert mixed.settings["precision"] == other.name

@@ -6,6 +6,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
 from labsupport import runner
+from labsupport.__main__ import main
 
 
 def _write(path, *sources):
@@ -21,8 +22,8 @@ def test_run_reports_numbers_and_names_failing_cell(tmp_path, capsys, monkeypatc
     _write(nbs / "02_bad.ipynb", "x = 1", "# compute the answer\n1 / 0")
     _write(nbs / "notes.ipynb", "raise SystemExit")  # not a lab: ignored
     out = tmp_path / "out"
-    code = runner.main(["run", "--profile", "smoke", "--scale", "laptop", "--notebooks", str(nbs), "--out", "out",
-                        "--timeout", "120"])
+    code = main(["run", "--profile", "smoke", "--scale", "laptop", "--notebooks", str(nbs), "--out", "out",
+                 "--timeout", "120"])
     captured = capsys.readouterr()
     assert code == 1
     assert "profile smoke, scale laptop" in captured.out  # the table says which scale its numbers come from
@@ -54,3 +55,12 @@ def test_format_table_aligns_columns():
     assert lines[0].startswith("lab")
     assert lines[0].index("status") == lines[2].index(" ok ") + 1 == lines[3].index("FAILED")
     assert "merges=100" in lines[2] and "1.2" in lines[2]
+
+
+def test_the_console_script_and_python_m_run_the_same_cli():
+    import importlib
+    import tomllib
+
+    project = tomllib.loads((runner.REPO / "pyproject.toml").read_text())["project"]
+    module, func = project["scripts"]["labsupport"].split(":")
+    assert getattr(importlib.import_module(module), func) is main  # importing labsupport.__main__ does not exit

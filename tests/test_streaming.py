@@ -271,6 +271,18 @@ def test_evaluate_max_batches_and_workers(model, tokenizer, stream):
     assert len(streaming.evaluate(model, tokenizer, small, max_batches=2, **kw).batch_losses) == 2
 
 
+def test_evaluate_turns_dropout_off_and_restores_the_mode(model, tokenizer, stream):
+    modes = []
+    hook = model.base_model.register_forward_pre_hook(lambda m, args: modes.append(m.training))
+    model.train()
+    try:
+        streaming.evaluate(model, tokenizer, stream.take(5), block_size=16, stride=16, batch_size=4)
+        assert modes and not any(modes) and model.training  # eval mode inside (core.eval_mode), restored after
+    finally:
+        hook.remove()
+        model.eval()
+
+
 def test_evaluate_errors(model, tokenizer, stream):
     with pytest.raises(ValueError, match="max_position_embeddings"):
         streaming.evaluate(model, tokenizer, stream, block_size=4096)

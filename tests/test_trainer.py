@@ -12,9 +12,9 @@ import sys
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-from labsupport import trainer as trainer_module
+from labsupport.checkpoint import load_checkpoint, save_checkpoint
 from labsupport.gpt import GPT
 from labsupport.trainer import RandomBatchSampler, Trainer
 
@@ -162,7 +162,7 @@ def test_callbacks_fire_and_eval_is_deterministic():
     assert trainer.evaluate() == trainer.evaluate()  # same fixed batches, dropout off
     assert torch.equal(torch.get_rng_state(), rng)  # evaluation leaves the training RNG alone
     with pytest.raises(ValueError, match="unknown event"):
-        trainer.add_callback("on_epoch_end", print)
+        trainer.add_callback("on_step", print)
 
 
 if __name__ == "__main__":
@@ -178,24 +178,62 @@ if __name__ == "__main__":
         json.dump(histories, f)
 
 
-def test_one_checkpoint_format_for_every_loop(tmp_path):
-    """Trainer.save and lstm.fit write trainer.save_checkpoint's format; each loop refuses the other's progress."""
-    from labsupport import lstm
-    from labsupport.trainer import load_checkpoint
-
+def test_one_checkpoint_format_and_a_resume_needs_the_same_data(tmp_path):
+    """Trainer.save writes save_checkpoint's format; a checkpoint of another loop's progress, or of training on
+    other batches (a DataLoader instead of random batches of a dataset), is refused whole."""
     trainer = build(max_iters=2)
     trainer.run()
     trainer.save(tmp_path / "t.pt")
     progress = load_checkpoint(tmp_path / "t.pt", trainer.model)
-    assert progress["iter_num"] == 2 and progress["losses"] == trainer.losses
-    assert lstm.load_checkpoint is load_checkpoint and lstm.save_checkpoint is trainer_module.save_checkpoint
-    config = lstm.LSTMLanguageModel.get_default_config()
-    config.merge_from_dict(dict(vocab_size=20, embed_dim=8, hidden_size=8))
-    model = lstm.LSTMLanguageModel(config)
-    optimizer = torch.optim.Adam(model.parameters())
-    trainer_module.save_checkpoint(tmp_path / "l.pt", model, optimizer, epoch=1, history={"train_loss": [1.0]})
+    assert progress["iter_num"] == 2 and progress["losses"] == trainer.losses and progress["epoch"] == 0
+    save_checkpoint(tmp_path / "other.pt", trainer.model, trainer.optimizer, epoch=1, history={})
     with pytest.raises(ValueError, match="another loop"):
-        trainer.resume(tmp_path / "l.pt")
-    loader = lstm.make_loader([[2, 5, 6, 3], [2, 7, 3]], 2)
-    with pytest.raises(ValueError, match="another loop"):
-        lstm.fit(model, optimizer, loader, 2, checkpoint=tmp_path / "t.pt", progress=False)
+        trainer.resume(tmp_path / "other.pt")
+    base = build(max_iters=None)
+    base.config.max_epochs = 1
+    loader_trainer = Trainer(base.config, base.model, DataLoader(ReverseDataset(n=16), batch_size=8))
+    loader_trainer.run()
+    assert loader_trainer.iter_num == 2 and loader_trainer.epoch == 1 and len(loader_trainer.epoch_losses) == 1
+    loader_trainer.save(tmp_path / "l.pt")
+    with pytest.raises(ValueError, match="other batches"):
+        build().resume(tmp_path / "l.pt")
+
+
+def test_epochs_need_a_dataloader_and_a_dataset_may_bring_a_collate_fn():
+    with pytest.raises(ValueError, match="max_epochs needs a DataLoader"):
+        build(max_epochs=2)
+    with pytest.raises(ValueError, match="needs a DataLoader"):
+        build(eval_interval="epoch")
+
+    class Ragged(ReverseDataset):
+        def __getitem__(self, i):
+            x = self.x[i][: 3 + i % 4]  # lengths 3..6: default collation cannot stack them
+            return x, x.flip(0)
+
+    def pad(batch):
+        T = max(len(x) for x, _ in batch)
+        X = torch.zeros(len(batch), T, dtype=torch.long)
+        Y = torch.full((len(batch), T), -100)
+        for b, (x, y) in enumerate(batch):
+            X[b, : len(x)], Y[b, : len(y)] = x, y
+        return X, Y
+
+    base = build(max_iters=3)
+    trainer = Trainer(base.config, base.model, Ragged(), collate_fn=pad)
+    trainer.run()
+    assert trainer.iter_num == 3 and all(np.isfinite(trainer.losses))
+
+
+def test_a_dataloader_without_len_trains_epoch_by_epoch():
+    """An IterableDataset's loader has no len(): the Trainer still counts its epochs (and the progress bar has
+    no total)."""
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            data = ReverseDataset(n=16)
+            return (data[i] for i in range(len(data)))
+
+    base = build(max_iters=None)
+    base.config.max_epochs = 2
+    trainer = Trainer(base.config, base.model, DataLoader(Stream(), batch_size=8))
+    trainer.run()
+    assert trainer.iter_num == 4 and trainer.epoch == 2 and len(trainer.epoch_losses) == 2

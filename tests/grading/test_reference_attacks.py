@@ -1,15 +1,18 @@
 """Attacks on a real lab (01) by someone who read the grader: every way to reach the course's reference
 implementation of learn_merges -- its source file, its bytecode cache, its twin in the same module, reloading
 it, digging it out of memory -- scores 0 for that exercise, while an honest student in the same run keeps
-full marks."""
+full marks. The same for Lab 04's generation loop (tests/grading/hostile/lab04_generate.py), whose graded
+reference only wraps the library's decoding loop, re-exported by several modules."""
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import nbformat
 import pytest
 
+from conftest import load_module
 from grading.extract import parse_cells
 from grading.grade import collect, grade
 from grading.spec import find_spec
@@ -73,3 +76,36 @@ def test_twins_and_imports_are_named(graded):
 
 def test_honest_student_in_the_same_run_keeps_full_marks(graded):
     assert graded["honest"]["score"] == graded["honest"]["max_score"] == 10
+
+
+# ---------------------------------------------------------------------------------------------- Lab 04.4
+
+LAB04 = load_module(Path(__file__).parent / "hostile" / "lab04_generate.py", "lab04_generate")
+
+
+@pytest.fixture(scope="module")
+def graded04(tmp_path_factory):
+    """Only exercise 04.4 is graded (the others are not under attack), with an honest classmate in the run."""
+    spec = find_spec("04")
+    solution = nbformat.read(spec.notebook, as_version=4)
+    subs = tmp_path_factory.mktemp("lab04")
+    for name, code in LAB04.ATTACKS.items():
+        nb = copy.deepcopy(solution)
+        for cell in parse_cells(nb):
+            if any("generate" in s.binds for s in cell.stmts) and "BEGIN SOLUTION" in nb.cells[cell.index].source:
+                nb.cells[cell.index].source = code
+        nbformat.write(nb, subs / f"{name}.ipynb")
+    (subs / "honest.ipynb").write_bytes(spec.notebook.read_bytes())
+    results = grade(spec, collect(subs, "04"), progress=False, jobs=2, only={"04.4/public"})
+    return {r["student"]: r for r in results}
+
+
+@pytest.mark.parametrize("attack", sorted(LAB04.ATTACKS))
+def test_the_librarys_generation_loop_scores_zero(graded04, attack):
+    test = _test(graded04[attack], "04.4/public")
+    assert not test["passed"] and "uses the course's reference implementation" in test["message"], test["message"]
+    assert graded04[attack]["score"] == 0
+
+
+def test_honest_generation_loop_keeps_full_marks(graded04):
+    assert graded04["honest"]["score"] == graded04["honest"]["max_score"] == 4, _test(graded04["honest"], "04.4/public")

@@ -46,6 +46,14 @@ def test_auto_refuses_to_grade_without_a_sandbox(monkeypatch):
     assert sandbox.choose_mode("container")[0] == "none" and sandbox.choose_mode("none")[0] == "none"
 
 
+def test_an_explicit_mode_is_the_mode_used(monkeypatch):
+    monkeypatch.delenv("LABGRADE_ISOLATION", raising=False)
+    monkeypatch.setattr(sandbox, "namespaces_available", lambda: None)
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: "/usr/bin/bwrap")
+    assert sandbox.choose_mode("namespaces")[0] == "namespaces"  # used to fall through to "none"
+    assert sandbox.choose_mode("bwrap")[0] == "bwrap" and sandbox.choose_mode("auto")[0] == "namespaces"
+
+
 def test_isolation_lines_state_the_numbers_that_apply(monkeypatch):
     limits = SimpleNamespace(processes=32, memory_mb=256)
     monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)
@@ -76,3 +84,13 @@ def test_spec_allow_list_permits_a_listed_reference():
     code = "from labsupport.bpe_train import learn_merges"
     assert reference_use("", [code], ["labsupport.bpe_train:learn_merges"], ["labsupport.bpe_train:learn_merges"]) \
         is None
+
+
+def test_re_exports_of_a_reference_are_found_and_flagged():
+    from grading.judge import aliases
+
+    found = aliases(["labsupport.generate:generate", "labsupport.gpt:GPT.generate"])
+    assert {"labsupport.lmtrain:generate", "labsupport.lstm:generate", "labsupport.gpt:GPT.generate"} <= set(found)
+    code = "from labsupport.lmtrain import generate as g\ndef generate(m, ids, n):\n    return g(m, ids, n)"
+    assert "labsupport.lmtrain.generate" in reference_use("", [code], found, [])
+    assert reference_use("", [code], aliases(["labsupport.generate:top_k_filter"]), []) is None

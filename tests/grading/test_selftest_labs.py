@@ -13,7 +13,7 @@ import pytest
 
 from grading.release import solution_notebooks
 from grading.selftest import check_calls, selftest
-from grading.spec import NOTEBOOKS_DIR, find_specs
+from grading.spec import find_specs, notebooks_dir
 
 SPECS = find_specs()
 IDS = [s.stem for s in SPECS]
@@ -21,7 +21,7 @@ IDS = [s.stem for s in SPECS]
 
 def test_every_lab_notebook_has_a_spec():
     graded = {spec.notebook.name for spec in SPECS}
-    missing = [nb.name for nb in solution_notebooks(NOTEBOOKS_DIR) if nb.name not in graded]
+    missing = [nb.name for nb in solution_notebooks(notebooks_dir()) if nb.name not in graded]
     assert not missing, (f"no grading spec for {missing}: start one with `python -m grading spec-init NN` "
                          "and save it as grading/specs/NN_topic.toml")
 

@@ -80,3 +80,20 @@ def test_course_specs_match_their_notebooks(spec):
     solution = nbformat.read(spec.notebook, as_version=4)
     for mutant in spec.mutants:
         apply_mutant(solution, spec, mutant)  # raises when the mutated text is gone from the solution
+
+
+def test_notebooks_folder_resolution(tmp_path, monkeypatch):
+    """--notebooks, else the checkout's notebooks/, else ./notebooks, else one line saying what to pass."""
+    import grading.spec as spec_mod
+
+    monkeypatch.chdir(tmp_path)
+    assert spec_mod.notebooks_dir("nbs") == tmp_path / "nbs"  # absolute: the notebook reader runs in /
+    checkout = spec_mod.CHECKOUT
+    assert checkout == spec_mod.source_tree(spec_mod.PACKAGE) and not spec_mod.INSTALLED  # the tests run from one
+    assert spec_mod.notebooks_dir() == checkout / "notebooks"
+    monkeypatch.setattr(spec_mod, "CHECKOUT", None)  # an installed grader
+    with pytest.raises(SpecError, match=r"pass --notebooks DIR"):
+        spec_mod.notebooks_dir()
+    (tmp_path / "notebooks").mkdir()
+    assert spec_mod.notebooks_dir() == tmp_path / "notebooks"
+    assert spec_mod.source_tree(tmp_path / "notebooks") is None  # no pyproject.toml + labsupport/ here

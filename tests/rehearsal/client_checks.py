@@ -33,8 +33,8 @@ def models_by_hub_id() -> None:
     neo = assets.load_causal_lm("gpt-neo-125M", profile="full")
     assert type(neo).__name__ == "GPTNeoForCausalLM"
 
-    # Lab 04's import: GPT.from_pretrained("gpt2") goes through from_pretrained on the hub id
-    ours = GPT.from_pretrained("gpt2").eval()
+    # Lab 04's import: assets.load_model("gpt2", GPT) goes through GPT.from_pretrained on the hub id
+    ours = assets.load_model("gpt2", GPT).eval()
     hf = assets.load_causal_lm("gpt2", profile="full").eval()
     ids = torch.tensor([vendored(SAMPLES[0])["input_ids"]])
     with torch.no_grad():
@@ -44,14 +44,15 @@ def models_by_hub_id() -> None:
     cached = sorted(p.name for p in hub_cache.glob("models--*"))
     assert cached == ["models--EleutherAI--gpt-neo-125m", "models--google-bert--bert-base-uncased",
                       "models--openai-community--gpt2"], cached
-    print("models ok; GPT.from_pretrained vs HF logits max diff", diff)
+    print("models ok; assets.load_model(\"gpt2\", GPT) vs HF logits max diff", diff)
 
 
 def datasets_in_real_schema() -> None:
     """Every split of every dataset asset loads from the hub id (and streams) in the fixtures' schema."""
-    from labsupport import fixtures
-
-    for name, make in fixtures.SMOKE_DATASETS.items():
+    for name, asset in assets.REGISTRY.items():
+        if asset.kind != "dataset":
+            continue
+        make = asset.smoke.build
         splits = {"imdb": ("train", "test", "unsupervised")}.get(name, ("train", "validation", "test"))
         for split in splits:
             ds = assets.load_dataset(name, split, profile="full")
