@@ -268,9 +268,9 @@ def _close(got: Any, want: Any, rtol: float, atol: float) -> str | None:
                 return f"at key {short(k, 60)}: {why}"
         return None
     if hasattr(want, "shape") and hasattr(want, "dtype"):
-        import numpy as np
+        import numpy as np  # here, not at the top: a notebook's check of plain values never needs numpy
 
-        g, w = np.asarray(got), np.asarray(want)
+        g, w = (np.asarray(x.detach().cpu() if hasattr(x, "detach") else x) for x in (got, want))
         if g.shape != w.shape:
             return f"expected shape {tuple(w.shape)}, got {tuple(g.shape)}"
         if (g.dtype.kind == "f") != (w.dtype.kind == "f") or (g.dtype.kind == "b") != (w.dtype.kind == "b"):
@@ -282,12 +282,42 @@ def _close(got: Any, want: Any, rtol: float, atol: float) -> str | None:
             return f"expected {w.tolist()}, got {g.tolist()}" if small else "values differ"
         if np.allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol, atol=atol, equal_nan=True):
             return None
-        diff = np.nanmax(np.abs(g.astype(np.float64) - w.astype(np.float64))) if g.size else 0.0
+        g64, w64 = g.astype(np.float64), w.astype(np.float64)
+        with np.errstate(invalid="ignore"):  # inf - inf: the same infinity, not a difference
+            diff = np.nanmax(np.abs(g64 - w64)) if g.size else 0.0
         if small:
-            return (f"expected {np.round(w.astype(np.float64), 4).tolist()}, got "
-                    f"{np.round(g.astype(np.float64), 4).tolist()} (max abs difference {diff:.3g})")
-        return f"max abs difference {diff:.3g}"
+            return (f"expected {np.round(w64, 4).tolist()}, got {np.round(g64, 4).tolist()} "
+                    f"(max abs difference {diff:.3g})")
+        first = tuple(int(i) for i in np.argwhere(~np.isclose(g64, w64, rtol=rtol, atol=atol, equal_nan=True))[0])
+        return (f"entry {list(first)} expected {w64[first]:.4g}, got {g64[first]:.4g} "
+                f"(max abs difference {diff:.3g})")
     return None if got == want else "values differ"
+
+
+def is_close(got: Any, want: Any, rtol: float = 1e-5, atol: float = 1e-8) -> bool:
+    """True when `got` matches `want`: exact types, equal shapes and dtype kinds, floats within tolerance
+    (numbers, lists, dicts, numpy arrays and tensors; -inf entries must match exactly)."""
+    return _close(got, want, rtol, atol) is None
+
+
+def expect_close(got: Any, want: Any, what: str, rtol: float = 1e-5, atol: float = 1e-8) -> None:
+    """Fail with "<what>: <what differs>" unless `is_close(got, want)` (for judges and drivers)."""
+    why = _close(got, want, rtol, atol)
+    if why:
+        raise WrongAnswer(f"{what}: {why}")
+
+
+def expect_tensor(got: object, what: str, shape: tuple[int, ...] | None = None) -> Any:
+    """`got` detached if it is one torch.Tensor (of `shape`, when given); else a clear wrong answer."""
+    import torch  # lazily, like to_plain: `import labsupport` stays light for labs of plain values
+
+    if type(got) in (tuple, list) and got and isinstance(got[0], torch.Tensor):
+        raise WrongAnswer(f"{what} returned a {type(got).__name__} of {len(got)} tensors; return one tensor")
+    if not isinstance(got, torch.Tensor):
+        raise WrongAnswer(f"{what} must return a torch.Tensor, got {type(got).__name__}")
+    if shape is not None and tuple(got.shape) != tuple(shape):
+        raise WrongAnswer(f"{what}: expected shape {tuple(shape)}, got {tuple(got.shape)}")
+    return got.detach()
 
 
 def compare(got: Records, want: Records, rtol: float = 1e-5, atol: float = 1e-8, **_: Any) -> str:
@@ -413,15 +443,22 @@ def reference_records(ex: Exercise, options: Mapping[str, Any]) -> Records:
     return _WANT[key]
 
 
-def describe_error(err: BaseException) -> str:
-    """One line for an exception raised while a driver ran the student's code."""
+def describe_error(err: BaseException, student_frame: Callable[[traceback.FrameSummary], bool] | None = None) -> str:
+    """One line for an exception raised while a driver ran the student's code. `student_frame` picks the
+    traceback frames that are the student's (the grader: its compiled cells); the last one is named."""
     if isinstance(err, NotImplementedError):
         return "not implemented yet (the cell still raises NotImplementedError)"
     if isinstance(err, AssertionError):
         return (str(err) or "wrong answer")[:MAX_MESSAGE]
-    frames = [f for f in traceback.extract_tb(err.__traceback__)]
-    where = f" (line {frames[-1].lineno} of {frames[-1].name})" if frames else ""
-    return f"your code raised {type(err).__name__}: {str(err)[:300]}{where}"[:MAX_MESSAGE]
+    if not isinstance(err, Exception):  # KeyboardInterrupt, GeneratorExit, ...
+        return f"your code raised {type(err).__name__}"
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if student_frame is None or student_frame(f)]
+    where = ""
+    if frames:
+        f = frames[-1]
+        where = (f" (line {f.lineno} of {f.filename.strip('<>')}, in {f.name})" if f.filename.startswith("<")
+                 else f" (line {f.lineno} of {f.name})")
+    return f"your code raised {type(err).__name__}: {str(err)[:600]}{where}"[:MAX_MESSAGE]
 
 
 def run_check(id: str, *args: Any, **options: Any) -> tuple[bool, str]:
