@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from labsupport import plain
 from labsupport.check import Records, Trace, WrongAnswer, compare, from_plain, records, run_check, to_plain
 
 check = sys.modules["labsupport.check"]  # the module (`labsupport.check` is also the function)
@@ -71,7 +72,7 @@ def test_too_deep_or_too_large_is_refused():
     with pytest.raises(WrongAnswer, match="nested"):
         to_plain(deep)
     with pytest.raises(WrongAnswer, match="too large"):
-        to_plain(np.zeros(check.MAX_ITEMS + 1, dtype=np.int8))
+        to_plain(np.zeros(plain.MAX_ITEMS + 1, dtype=np.int8))
 
 
 @pytest.mark.parametrize("bad", [{"$x": 1}, {"$a": "O", "shape": [1], "b64": ""}, {"$d": [[[1], 2]]},
