@@ -125,7 +125,7 @@ def resolve(path: str) -> Any:
 
 
 def _load_all() -> None:
-    from labsupport import checks
+    from labsupport import checks  # on first use: the check modules import this one (and build their inputs)
 
     for mod in pkgutil.iter_modules(checks.__path__):
         importlib.import_module(f"labsupport.checks.{mod.name}")

@@ -14,6 +14,9 @@ from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
+import torch
+
 MAX_DEPTH = 32  # nesting of recorded values
 MAX_ITEMS = 2_000_000  # scalars + array elements in one check's records
 MAX_MESSAGE = 2000  # characters of any failure message
@@ -67,8 +70,6 @@ def to_plain(value: Any, what: str = "the result", _depth: int = 0, _budget: lis
                        for k, v in dict.items(value)]}
     module = t.__module__.split(".")[0]
     if module == "numpy":
-        import numpy as np
-
         if t is np.ndarray:
             return _array(value, "$a", what, budget)
         if t in (np.bool_,):
@@ -78,8 +79,6 @@ def to_plain(value: Any, what: str = "the result", _depth: int = 0, _budget: lis
         if issubclass(t, np.floating) and t.__module__ == "numpy":
             return to_plain(float(value), what, _depth, budget)
     if module == "torch":
-        import torch
-
         if t is torch.Tensor or t is torch.nn.Parameter:
             x = torch.Tensor.detach(value)
             if x.dtype == torch.bfloat16:
@@ -91,8 +90,6 @@ def to_plain(value: Any, what: str = "the result", _depth: int = 0, _budget: lis
 
 
 def _array(a: Any, tag: str, what: str, budget: list[int]) -> dict[str, Any]:
-    import numpy as np
-
     dtype = a.dtype.newbyteorder("<") if a.dtype.byteorder == ">" else a.dtype
     code = dtype.str.lstrip("<|=")
     if code not in NUMERIC_DTYPES:
@@ -132,8 +129,6 @@ def from_plain(data: Any, _depth: int = 0) -> Any:
         return out
     tag = "$a" if "$a" in data else "$T"
     if set(data) == {tag, "shape", "b64"} and data[tag] in NUMERIC_DTYPES:
-        import numpy as np
-
         shape = data["shape"]
         if type(shape) is not list or not all(type(s) is int and 0 <= s for s in shape):
             raise ValueError("malformed array shape")
@@ -143,8 +138,6 @@ def from_plain(data: Any, _depth: int = 0) -> Any:
             raise ValueError("array data does not match its shape")
         arr = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
         if tag == "$T":
-            import torch
-
             return torch.from_numpy(arr)
         return arr
     raise ValueError("unknown node in recorded data")
@@ -225,8 +218,6 @@ def _close(got: Any, want: Any, rtol: float, atol: float) -> str | None:
                 return f"at key {short(k, 60)}: {why}"
         return None
     if hasattr(want, "shape") and hasattr(want, "dtype"):
-        import numpy as np  # here, not at the top: a notebook's check of plain values never needs numpy
-
         g, w = (np.asarray(x.detach().cpu() if hasattr(x, "detach") else x) for x in (got, want))
         if g.shape != w.shape:
             return f"expected shape {tuple(w.shape)}, got {tuple(g.shape)}"
@@ -266,8 +257,6 @@ def expect_close(got: Any, want: Any, what: str, rtol: float = 1e-5, atol: float
 
 def expect_tensor(got: object, what: str, shape: tuple[int, ...] | None = None) -> Any:
     """`got` detached if it is one torch.Tensor (of `shape`, when given); else a clear wrong answer."""
-    import torch  # lazily, like to_plain: `import labsupport` stays light for labs of plain values
-
     if type(got) in (tuple, list) and got and isinstance(got[0], torch.Tensor):
         raise WrongAnswer(f"{what} returned a {type(got).__name__} of {len(got)} tensors; return one tensor")
     if not isinstance(got, torch.Tensor):
