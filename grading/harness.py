@@ -11,6 +11,7 @@ without their source). The graded references of the exercise under test are repl
 from __future__ import annotations
 
 import ast
+import errno
 import json
 import linecache
 import os
@@ -21,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from labsupport.check import MAX_MESSAGE, run_driver, short
+from labsupport.check import describe_error as describe_check_error
+from labsupport.check import run_driver, short
 
 MAX_DATA = 32 * 2**20  # bytes of recorded data one test may send
 
@@ -97,15 +99,10 @@ def install_tripwires(paths: list[str], namespaces: list[dict[str, Any]]) -> Non
 
 
 def describe_error(err: BaseException, memory_mb: int, output_mb: int = 0) -> str:
-    """One line for an exception the student's code raised (the same wording as labsupport.check)."""
-    import errno
-
-    if isinstance(err, NotImplementedError):
-        return "not implemented yet (the cell still raises NotImplementedError)"
+    """One line for an exception the student's code raised: the grader's own cases (a tripwire, limits,
+    sys.exit), else labsupport.check's wording, naming the last line of the student's cells."""
     if isinstance(err, ReferenceUsed):
         return str(err)
-    if isinstance(err, AssertionError):
-        return str(err)[:MAX_MESSAGE] if str(err) else "wrong answer"
     if isinstance(err, SystemExit):
         return f"your code called sys.exit({short(err.code, 60)}); graded code must return normally"
     if isinstance(err, MemoryError):
@@ -114,16 +111,7 @@ def describe_error(err: BaseException, memory_mb: int, output_mb: int = 0) -> st
         return f"your code wrote more than the {output_mb} MB allowed (printing too much output?)"
     if isinstance(err, RecursionError):
         return "your code recursed too deeply (RecursionError)"
-    if isinstance(err, Exception):
-        import traceback
-
-        text = f"{type(err).__name__}: {str(err)[:600]}"
-        frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename.startswith(("<cell", "<template"))]
-        if frames:
-            f = frames[-1]
-            return f"your code raised {text} (line {f.lineno} of {f.filename.strip('<>')}, in {f.name})"
-        return f"your code raised {text}"
-    return f"your code raised {type(err).__name__}"  # KeyboardInterrupt, GeneratorExit, ...
+    return describe_check_error(err, student_frame=lambda f: f.filename.startswith(("<cell", "<template")))
 
 
 def compile_chunks(chunks: list[dict[str, Any]], lines: bool = True) -> list[tuple[dict[str, Any], types.CodeType]]:

@@ -209,7 +209,7 @@ def require_hub(name: str, hub_id: str) -> str:
 
 def load_tokenizer(name: str, profile: str | None = None, **kwargs: Any):
     """A `transformers` fast tokenizer for a tokenizer or model asset."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy (~3 s): only loading a model or tokenizer needs it
 
     asset = get_asset(name)
     prof = source_profile(name, profile)
@@ -259,7 +259,7 @@ def pinned(name: str, source: str) -> dict[str, str]:
 def quiet_transformers() -> Iterator[None]:
     """Hide 🤗 warnings that are expected (e.g. the LOAD REPORT of a new classification head, which is
     MISSING from the checkpoint by design), restoring the previous verbosity afterwards. Errors still show."""
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # heavy (~3 s): only loading a model or tokenizer needs it
 
     before = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
@@ -283,7 +283,7 @@ def load_model(name: str, cls: Any = None, profile: str | None = None, quiet: bo
         with quiet_transformers() if quiet else contextlib.nullcontext():
             source = model_source(name, profile)
             return cls.from_pretrained(source, **pinned(name, source), **kwargs)
-    from transformers import AutoModel
+    from transformers import AutoModel  # heavy (~3 s): only loading a model or tokenizer needs it
     from transformers.utils import logging as hf_logging
 
     def no_load_report(record) -> bool:  # a filter, not a level: transformers runs extra checks at WARNING+
@@ -304,7 +304,7 @@ def load_model(name: str, cls: Any = None, profile: str | None = None, quiet: bo
 
 def load_causal_lm(name: str, profile: str | None = None, **kwargs: Any):
     """`AutoModelForCausalLM` for a model asset, e.g. ``load_causal_lm("gpt2")``."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM  # heavy (~3 s): only loading a model or tokenizer needs it
 
     return load_model(name, AutoModelForCausalLM, profile, **kwargs)
 
@@ -315,7 +315,7 @@ def load_causal_lm(name: str, profile: str | None = None, **kwargs: Any):
 def load_dataset(name: str, split: str = "train", streaming: bool = False, profile: str | None = None,
                  **kwargs: Any):
     """A `datasets` Dataset (or IterableDataset with `streaming=True`) in the real schema."""
-    import datasets
+    import datasets  # heavy (~2 s with pyarrow and pandas): only loading a dataset needs it
 
     asset = get_asset(name)
     if asset.kind != "dataset":

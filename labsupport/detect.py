@@ -16,6 +16,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from huggingface_hub import constants
+from huggingface_hub.utils import get_session
+
 PROFILES = ("full", "offline", "smoke")
 PROBE_DEADLINE_S = 3.0
 TRUE_VALUES = {"1", "ON", "YES", "TRUE"}  # huggingface_hub.constants.ENV_VARS_TRUE_VALUES (transformers: the same)
@@ -40,8 +43,6 @@ def offline_switch() -> str | None:
 
 
 def hub_endpoint() -> str:
-    from huggingface_hub import constants
-
     return constants.ENDPOINT
 
 
@@ -54,8 +55,6 @@ def probe_hub(deadline: float = PROBE_DEADLINE_S) -> tuple[bool, str]:
 
     def ask() -> None:
         try:
-            from huggingface_hub.utils import get_session
-
             # GET, not HEAD (a mirror such as olah routes only GET /); the body is never read
             with get_session().stream("GET", endpoint, timeout=deadline) as response:
                 result["status"] = response.status_code

@@ -9,6 +9,7 @@ import os
 import re
 from pathlib import Path
 
+from labsupport import RELEASE, REPO_URL
 from labsupport.io import atomic_path
 
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
@@ -18,8 +19,6 @@ COLAB_BADGE = re.compile(r"https://colab\.research\.google\.com/github/[^/\s)]+/
 def colab_install_cell() -> str:
     """The install cell every notebook starts with: only in Colab, only the base dependencies (Colab's own
     kernel packages stay untouched), pinned to this release's tag."""
-    from labsupport import RELEASE, REPO_URL
-
     return (
         "import sys\n"
         'if "google.colab" in sys.modules:  # Colab: install the course\'s support package, this notebook\'s release\n'
@@ -29,8 +28,6 @@ def colab_install_cell() -> str:
 
 def colab_badge_prefix() -> str:
     """Where the "Open in Colab" badge points: this release's tag, not the moving default branch."""
-    from labsupport import RELEASE, REPO_URL
-
     return f"https://colab.research.google.com/github/{REPO_URL.removeprefix('https://github.com/')}/blob/{RELEASE}/"
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from labsupport import plain
 from labsupport.check import Records, Trace, WrongAnswer, compare, from_plain, records, run_check, to_plain
 
 check = sys.modules["labsupport.check"]  # the module (`labsupport.check` is also the function)
@@ -71,7 +72,7 @@ def test_too_deep_or_too_large_is_refused():
     with pytest.raises(WrongAnswer, match="nested"):
         to_plain(deep)
     with pytest.raises(WrongAnswer, match="too large"):
-        to_plain(np.zeros(check.MAX_ITEMS + 1, dtype=np.int8))
+        to_plain(np.zeros(plain.MAX_ITEMS + 1, dtype=np.int8))
 
 
 @pytest.mark.parametrize("bad", [{"$x": 1}, {"$a": "O", "shape": [1], "b64": ""}, {"$d": [[[1], 2]]},
@@ -123,3 +124,48 @@ def test_in_notebook_check_uses_the_same_driver_and_judge(capsys):
     assert not liar_ok and "LyingDict" in msg
     res = check.check("01.3", check.resolve("labsupport.bpe_train:count_pairs"))
     assert res and "PASS" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------- shared helpers
+
+
+def test_expect_close_names_the_first_differing_entry_and_matches_infinities():
+    want = torch.full((5, 6), 0.5)
+    want[1, 2] = float("-inf")
+    check.expect_close(want.clone(), want, "logits")  # -inf where -inf is expected is no difference
+    assert check.is_close(want.double(), want)  # float64 for float32 is fine
+    got = want.clone()
+    got[1, 2] = 0.25  # should have been masked
+    with pytest.raises(check.WrongAnswer, match=r"logits: entry \[1, 2\] expected -inf, got 0.25"):
+        check.expect_close(got, want, "logits")
+    got = want.clone()
+    got[3, 4] += 1e-3
+    assert not check.is_close(got, want) and check.is_close(got, want, atol=1e-2)
+    assert not check.is_close(want.long(), want)  # integers where floats are expected
+    assert not check.is_close(want[:2], want)
+    assert check.is_close(1, 1.0) and not check.is_close(1.0, 1.1) and check.is_close(1.0, 1.1, rtol=0.2)
+
+
+def test_expect_tensor_rejects_what_is_not_one_tensor_of_the_shape():
+    x = torch.ones(2, 3, requires_grad=True)
+    assert check.expect_tensor(x, "f").requires_grad is False
+    with pytest.raises(check.WrongAnswer, match="returned a tuple of 2 tensors; return one tensor"):
+        check.expect_tensor((x, x), "f")
+    with pytest.raises(check.WrongAnswer, match="must return a torch.Tensor, got list"):
+        check.expect_tensor([[1.0]], "f")
+    with pytest.raises(check.WrongAnswer, match=r"expected shape \(3, 2\), got \(2, 3\)"):
+        check.expect_tensor(x, "f", shape=(3, 2))
+
+
+def test_describe_error_names_the_last_student_frame():
+    def student() -> None:
+        raise KeyError("k")
+
+    try:
+        student()
+    except KeyError as err:
+        assert check.describe_error(err).startswith("your code raised KeyError: 'k' (line ")
+        assert "of student)" in check.describe_error(err)
+        assert check.describe_error(err, student_frame=lambda f: False) == "your code raised KeyError: 'k'"
+    assert check.describe_error(NotImplementedError()).startswith("not implemented yet")
+    assert check.describe_error(AssertionError()) == "wrong answer"

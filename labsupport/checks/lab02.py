@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from labsupport.check import Records, Trace, WrongAnswer, exercise
+from labsupport.check import Records, Trace, WrongAnswer, exercise, expect_close, expect_tensor, is_close
 from labsupport.config import CfgNode
 
 ATOL = 1e-5
@@ -23,31 +23,20 @@ ATOL = 1e-5
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _as_tensor(got: object, what: str) -> torch.Tensor:
-    if isinstance(got, tuple | list) and got and isinstance(got[0], torch.Tensor):
-        raise AssertionError(f"{what} returned a {type(got).__name__} of {len(got)} tensors; return one tensor")
-    if not isinstance(got, torch.Tensor):
-        raise AssertionError(f"{what} must return a torch.Tensor, got {type(got).__name__}")
-    return got.detach()
-
-
-def _close(a: torch.Tensor, b: torch.Tensor, atol: float = ATOL) -> bool:
-    return a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=atol, rtol=1e-4)
-
-
 def _diagnosis(got: torch.Tensor, mistakes: dict[str, torch.Tensor]) -> str:
     """' (it looks like <mistake>)' when `got` matches the output of a typical mistake, else ''."""
     for name, wrong in mistakes.items():
-        if _close(got, wrong):
+        if is_close(got, wrong, rtol=1e-4, atol=ATOL):
             return f" (it looks like {name})"
     return ""
 
 
 def _mismatch(what: str, got: torch.Tensor, want: torch.Tensor, mistakes: dict[str, torch.Tensor]) -> AssertionError:
-    if got.shape != want.shape:
-        return AssertionError(f"{what}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}")
-    diff = (got.float() - want.float()).abs().max().item()
-    return AssertionError(f"{what}: max abs difference from the reference is {diff:.3g}{_diagnosis(got, mistakes)}")
+    try:
+        expect_close(got, want, what, rtol=1e-4, atol=ATOL)
+    except WrongAnswer as err:
+        return WrongAnswer(f"{err}{_diagnosis(got, mistakes)}")
+    return WrongAnswer(f"{what}: differs from the reference")
 
 
 # ---------------------------------------------------------------------------------------------- 02.1
@@ -97,7 +86,7 @@ def _judge_cross(got: Records, want: Records) -> str:
         g = got.get(label)
         if g is None:
             raise WrongAnswer(f"{label}: no result recorded")
-        if not _close(g, w, atol=ATOL * max(1.0, w.abs().max().item())):
+        if not is_close(g, w, rtol=1e-4, atol=ATOL * max(1.0, w.abs().max().item())):
             mistakes = {"the scores are not divided by sqrt(d)": _cross_variant(*args, scale=False),
                         "the softmax runs over the queries (dim=0) instead of the keys": _cross_variant(*args, dim=0)}
             raise _mismatch(label, g, w, mistakes)
@@ -113,7 +102,7 @@ def _judge_cross(got: Records, want: Records) -> str:
           reference=["labsupport.attention:cross_attention"], judge=_judge_cross)
 def drive_cross_attention(t: Trace, cross_attention: Callable) -> None:
     for what, args in CROSS_CASES:
-        t.record(f"cross_attention on {what}", _as_tensor(cross_attention(*(a.clone() for a in args)),
+        t.record(f"cross_attention on {what}", expect_tensor(cross_attention(*(a.clone() for a in args)),
                                                             "cross_attention"))
 
 
@@ -197,7 +186,7 @@ def _build(attention_cls: Callable, config: CfgNode) -> nn.Module:
 
 def _forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return _as_tensor(module(x.clone()), "forward(x)")
+        return expect_tensor(module(x.clone()), "forward(x)")
 
 
 CONFIG = attention_config()
@@ -250,7 +239,7 @@ def _judge_mha(got: Records, want: Records) -> str:
         with torch.no_grad():
             for name, w in (("labsupport.attention.CausalSelfAttention", want[label]),
                             ("F.scaled_dot_product_attention(is_causal=True)", _sdpa(ref, x))):
-                if not _close(g, w):
+                if not is_close(g, w, rtol=1e-4, atol=ATOL):
                     what = f"{label}, compared with {name}"
                     if g.shape != w.shape:
                         raise WrongAnswer(f"{what}: expected shape {tuple(w.shape)}, got {tuple(g.shape)}")

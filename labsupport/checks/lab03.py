@@ -20,14 +20,6 @@ def _sequences(proba: dict, seq_len: int, n: int, seed: int) -> torch.Tensor:
     return weather.sample_sequences(proba, seq_len, range(n), seed=seed)
 
 
-def _tensor(got: object, what: str, shape: tuple[int, ...]) -> torch.Tensor:
-    if not isinstance(got, torch.Tensor):
-        raise AssertionError(f"{what} should return a torch.Tensor, got {type(got).__name__}")
-    if tuple(got.shape) != shape:
-        raise AssertionError(f"{what} has shape {tuple(got.shape)}, expected {shape}")
-    return got
-
-
 def _pair(got: object) -> object:
     """A returned (x, y) as a tuple, whatever sequence type holds it (the tensors are checked exactly)."""
     return tuple(got) if type(got) in (list, tuple) else got

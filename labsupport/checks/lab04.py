@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from labsupport import gpt as lab_gpt
-from labsupport.check import Records, Trace, WrongAnswer, compare, exercise
+from labsupport.check import Records, Trace, WrongAnswer, compare, exercise, expect_close
 from labsupport.config import CfgNode
 from labsupport.core import IGNORE_INDEX
 from labsupport.generate import apply_temperature, generate, top_k_filter
@@ -38,19 +38,6 @@ def tie_logits() -> torch.Tensor:
         [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],  # all equal -> everything stays for any k
         [0.5, NEG_INF, 2.0, NEG_INF, 1.0, 0.5],  # already masked tokens stay masked
     ])
-
-
-def _same(got: torch.Tensor, want: torch.Tensor, what: str) -> None:
-    inf_want, inf_got = torch.isneginf(want), torch.isneginf(got)
-    if not torch.equal(inf_got, inf_want):
-        row, col = (inf_got != inf_want).nonzero()[0].tolist()
-        raise AssertionError(f"{what}: entry [{row}, {col}] should {'' if inf_want[row, col] else 'not '}be -inf "
-                             f"(got {got[row, col].item():.4g})")
-    if not torch.allclose(got[~inf_want].float(), want[~inf_want].float(), rtol=1e-5, atol=1e-6):
-        diff = (got.float() - want.float()).abs().masked_fill(inf_want, 0)
-        row, col = divmod(int(diff.argmax()), want.size(-1))
-        raise AssertionError(f"{what}: entry [{row}, {col}] expected {want[row, col].item():.4g}, "
-                             f"got {got[row, col].item():.4g}")
 
 
 def _sampling_step(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator,
@@ -87,7 +74,7 @@ def _judge(what_cases: str) -> Callable[..., str]:
                 if g.shape != w.shape:
                     raise WrongAnswer(f"{what}: expected shape {tuple(w.shape)} (same as the logits), "
                                       f"got {tuple(g.shape)}")
-                _same(g.reshape(-1, w.size(-1)), w.reshape(-1, w.size(-1)), what)
+                expect_close(g.reshape(-1, w.size(-1)), w.reshape(-1, w.size(-1)), what, rtol=1e-5, atol=1e-6)
         return what_cases
 
     return judge

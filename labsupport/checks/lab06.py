@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from labsupport import lstm
-from labsupport.check import Records, Trace, WrongAnswer, exercise
+from labsupport.check import Records, Trace, WrongAnswer, exercise, expect_close
 from labsupport.config import CfgNode
 from labsupport.core import IGNORE_INDEX
 from labsupport.evaluation import evaluate
@@ -32,12 +32,6 @@ PRELOAD = ("torch._dynamo",)
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def _close(got: object, want: float, what: str, tol: float = 1e-5) -> None:
-    got = float(got.detach()) if isinstance(got, torch.Tensor) else got
-    if not isinstance(got, float | int) or not math.isclose(got, want, rel_tol=tol, abs_tol=tol):
-        raise AssertionError(f"{what}: expected {want:.6f}, got {got!r}")
 
 
 def _got(got: Records, label: str) -> object:
@@ -232,7 +226,7 @@ def _judge_loss(got: Records, want: Records) -> str:
         if math.isclose(g.item(), counted, rel_tol=1e-5) and not math.isclose(counted, w, rel_tol=1e-5):
             raise WrongAnswer(f"your loss {g.item():.4f} counts the pad positions (pad_id={pad_id}); "
                               f"without them it is {w:.4f}")
-        _close(g, w, what)
+        expect_close(g.item(), w, what, rtol=1e-5, atol=1e-5)
         if _got(got, f"{what}: differentiable") is not True:
             raise WrongAnswer("the loss must stay differentiable (no .item(), no numpy)")
         if _got(got, f"{what}: largest gradient at a pad position") != 0.0:

@@ -26,6 +26,7 @@ SENTENCES = ["a great film .", "dull", "the story is not good at all , not at al
 @lru_cache(maxsize=1)
 def toy_tokenizer():
     """A word-level `PreTrainedTokenizerFast`: [PAD]=0, [UNK]=1, [EOS]=2, then WORDS."""
+    # heavy (~3 s with transformers): only Lab 07's checks that tokenize need them
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
     from tokenizers.pre_tokenizers import WhitespaceSplit

@@ -17,6 +17,7 @@ prove: real weights (numbers), real sizes (memory, time) and real download times
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -30,6 +31,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from labsupport.io import cache_dir
+from labsupport.rehearse import mirror as mirror_mod
 from labsupport.runner import REPO, find_labs, run_labs
 
 OLAH_VERSION = "0.5.4"
@@ -40,8 +43,6 @@ CLEARED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", 
 
 def server_python(install: bool = True) -> Path:
     """The Python of the server's own virtualenv ($LABSUPPORT_REHEARSE_PYTHON overrides), made on first use."""
-    from labsupport.io import cache_dir
-
     override = os.environ.get("LABSUPPORT_REHEARSE_PYTHON")
     if override:
         return Path(override)
@@ -69,8 +70,6 @@ def _die_with_parent() -> None:
     """In the server's process (Linux): SIGTERM when the process that started it dies, even by SIGKILL, so a
     killed test run leaves no server behind."""
     if sys.platform.startswith("linux"):
-        import ctypes
-
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
@@ -150,8 +149,6 @@ def client_env(endpoint: str, hf_home: Path) -> dict[str, str | None]:
 def serving(mirror: Path | None = None, keep_logs: Path | None = None) -> Iterator[HubServer]:
     """Build (or reuse) the mirror, start the server, yield it, stop it. Its log is copied to `keep_logs`
     when the body fails."""
-    from labsupport.rehearse import mirror as mirror_mod
-
     mirror = mirror or mirror_mod.mirror_dir()
     workdir = Path(tempfile.mkdtemp(prefix="labsupport-hub-"))
     server = start_server(mirror, workdir)
@@ -171,8 +168,6 @@ def serving(mirror: Path | None = None, keep_logs: Path | None = None) -> Iterat
 
 def main(labs: list[str] | None, out: Path, timeout: int, serve: bool) -> int:
     """`python -m labsupport rehearse`: every lab (or `labs`) in `full` against the rehearsal server."""
-    from labsupport.rehearse import mirror as mirror_mod
-
     print("[labsupport] building the hub-shaped mirror (cached after the first run) ...", flush=True)
     mirror = mirror_mod.mirror_dir()
     with serving(mirror, keep_logs=out) as server:

@@ -17,7 +17,12 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+import yaml
+
 from labsupport import assets, offline
+from labsupport.bpe import hf_gpt2_tokenizer
+from labsupport.io import atomic_dir, cache_dir
 
 MIRROR_VERSION = "v3"  # bump when the content below changes, so cached mirrors are rebuilt
 
@@ -58,8 +63,6 @@ def commit_all(repo: Path, message: str) -> None:
 
 
 def _gpt2_bpe_files(out: Path, *, tokenizer_json: bool) -> None:
-    from labsupport.bpe import hf_gpt2_tokenizer
-
     data = Path(__file__).resolve().parent.parent / "data" / "gpt2"
     shutil.copyfile(data / "encoder.json", out / "vocab.json")
     shutil.copyfile(data / "vocab.bpe", out / "merges.txt")
@@ -124,8 +127,6 @@ MODEL_BUILDERS: dict[str, Callable[[Path], None]] = {
 
 def dataset_card(repo_id: str, splits: dict[str, object], config: str | None) -> str:
     """README.md with the card YAML the hub shows: dataset_info (features, splits) and configs (data_files)."""
-    import yaml
-
     _, paths = DATASETS[repo_id]
     features = next(iter(splits.values())).features
     info = {"features": features._to_yaml_list(),
@@ -166,8 +167,7 @@ def write_dataset(repo: Path, repo_id: str, splits: dict[str, object] | None = N
 
 def build(root: Path) -> Path:
     """Build every repository under `root` (empty or absent) and return `root`."""
-    import datasets
-    import torch
+    import datasets  # heavy (~2 s each): only building the mirror needs them
     from transformers.utils import logging as hf_logging
 
     datasets.disable_progress_bars()
@@ -189,8 +189,6 @@ def build(root: Path) -> Path:
 
 def mirror_dir() -> Path:
     """The cached mirror (built once per MIRROR_VERSION, atomically)."""
-    from labsupport.io import atomic_dir, cache_dir
-
     target = cache_dir("rehearse", MIRROR_VERSION) / "mirror"
     if not (target / "models").exists():
         with atomic_dir(target) as tmp:

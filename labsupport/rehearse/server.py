@@ -27,6 +27,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 # a file: /{org}/{name}/resolve/{rev}/{path} (models), /{datasets|spaces}/{org}/{name}/resolve/{rev}/{path};
 # a folder listing: /api/{models|datasets|spaces}/{org}/{name}/tree/{rev}/{path}
@@ -40,8 +41,6 @@ ENTRY_ROUTES = [
 
 def missing_entry(mirror: Path, url_path: str) -> bool:
     """True when `url_path` asks for a file or folder of a mirrored repo at a known revision and the tree lacks it."""
-    from urllib.parse import unquote
-
     path = unquote(url_path)
     m = next((m for m in (r.match(path) for r in ENTRY_ROUTES) if m), None)
     if m is None:
@@ -125,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "[accessibility]\noffline = true\n"
     )
     sys.argv = ["olah", "--config", str(config), "--log-path", str(args.workdir / "logs")]
+    # olah is installed only in the server's own virtualenv (see rehearse/__init__.py)
     import uvicorn
     from olah import server
 
