@@ -29,6 +29,7 @@ def _hidden(value: Path | None) -> Path | None:
 
 
 def cmd_release(args) -> int:
+    # here, not at the top: a subcommand's modules import labsupport and torch (~2 s), --help stays instant
     from grading.release import release
 
     notebooks = notebooks_dir(args.notebooks)
@@ -43,6 +44,7 @@ def cmd_release(args) -> int:
 
 
 def cmd_check(args) -> int:
+    # here, not at the top: a subcommand's modules import labsupport and torch (~2 s), --help stays instant
     from grading.grade import Submission, grade
 
     lab = args.exercise.split(".")[0].zfill(2)
@@ -68,6 +70,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_grade(args) -> int:
+    # here, not at the top: a subcommand's modules import labsupport and torch (~2 s), --help stays instant
     from grading.grade import collect, grade
 
     spec = find_spec(args.lab, args.specs, args.notebooks)
@@ -88,6 +91,7 @@ def cmd_grade(args) -> int:
 
 
 def cmd_report(args) -> int:
+    # here, not at the top: a subcommand's modules import labsupport and torch (~2 s), --help stays instant
     from grading.report import report
     from grading.spec import load_points_override
 
@@ -100,6 +104,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_similarity(args) -> int:
+    # here, not at the top: a subcommand's modules import labsupport and torch (~2 s), --help stays instant
     from grading.grade import collect
     from grading.similarity import similarity, write
 
@@ -113,6 +118,7 @@ def cmd_similarity(args) -> int:
 
 
 def cmd_gradescope(args) -> int:
+    # here, not at the top: a subcommand's modules import labsupport and torch (~2 s), --help stays instant
     from grading.gradescope import bundle
 
     spec = find_spec(args.lab, args.specs, args.notebooks)
@@ -122,6 +128,7 @@ def cmd_gradescope(args) -> int:
 
 
 def cmd_gradescope_run(args) -> int:
+    # here, not at the top: a subcommand's modules import labsupport and torch (~2 s), --help stays instant
     from grading.gradescope import run
 
     out = run(find_spec(args.lab, args.specs, args.notebooks), args.submission, args.results, args.hidden)
@@ -130,6 +137,7 @@ def cmd_gradescope_run(args) -> int:
 
 
 def cmd_selftest(args) -> int:
+    # here, not at the top: a subcommand's modules import labsupport and torch (~2 s), --help stays instant
     from grading.selftest import selftest
 
     failed = False
@@ -144,6 +152,7 @@ def cmd_selftest(args) -> int:
 
 
 def cmd_spec_init(args) -> int:
+    # here, not at the top: a subcommand's modules import labsupport and torch (~2 s), --help stays instant
     from grading.release import solution_notebooks
     from grading.selftest import skeleton
 

@@ -18,9 +18,14 @@ import select
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from grading.extract import Template, parse_cells
+from grading.sandbox import grading_env, vm_size
+from grading.spec import load_spec
 
 MAX_FILE_MB = 50
 MEMORY_MB = 2048  # address space the parser may add while reading one file
@@ -104,9 +109,7 @@ def reference_use(prelude: str, sources: list[str], references: list[str], allow
 
 
 def _read(path: str, template, spec, cfg: dict[str, Any]) -> dict[str, Any]:
-    import nbformat
-
-    from grading.extract import parse_cells
+    import nbformat  # heavy (~1 s with jsonschema): only the reader subprocess needs it
 
     raw = read_regular(path)
     sha = hashlib.sha256(raw).hexdigest()
@@ -123,7 +126,7 @@ def _read(path: str, template, spec, cfg: dict[str, Any]) -> dict[str, Any]:
             return {"reason": f"not a valid Jupyter notebook (cell {i + 1} has no text source)", "sha256": sha}
     cells = parse_cells(nb)
     if cfg["want"] == "code":
-        from grading.similarity import student_code, template_lines
+        from grading.similarity import student_code, template_lines  # here: similarity imports this module
 
         given = template_lines(template)
         return {"code": {ex.id: student_code(template, cells, ex, given) for ex in spec.exercises}, "sha256": sha}
@@ -143,19 +146,13 @@ def _read(path: str, template, spec, cfg: dict[str, Any]) -> dict[str, Any]:
 
 def serve() -> int:
     """The subprocess: a config line, then one path per line in, one JSON result per line out."""
-    import resource
-    import threading
+    import resource  # POSIX only, here so that importing grading on Windows reaches grade's one-line WSL2 message
 
     cfg = json.loads(sys.stdin.readline())
-    from grading.extract import Template
-    from grading.spec import load_spec
-
     spec = load_spec(cfg["spec"], cfg["notebooks"])
     template = Template(spec)
     if sys.platform.startswith("linux"):
-        from grading.sandbox import _vm_size
-
-        limit = _vm_size() + MEMORY_MB * 2**20
+        limit = vm_size() + MEMORY_MB * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     sys.setrecursionlimit(20000)
     threading.stack_size(512 * 2**20)  # deep but finite recursion in ast and the transforms
@@ -195,8 +192,6 @@ class Parser:
         self.seconds, self.proc = spec.limits.parse_seconds if seconds is None else seconds, None
 
     def _start(self) -> None:
-        from grading.sandbox import grading_env
-
         env = grading_env("smoke")  # its PYTHONPATH finds grading when it is not installed; the cwd is /, never
         # a folder of submissions (-m puts the cwd on sys.path)
         self.proc = subprocess.Popen([sys.executable, "-m", "grading.parse"], stdin=subprocess.PIPE,

@@ -63,7 +63,7 @@ def rescore(record: dict, overrides: dict[str, float] | None = None, void: set[s
 
 def gradebook(records: list[dict]):
     """One row per student: totals, one column per exercise and per test (LMS-importable CSV)."""
-    import pandas as pd
+    import pandas as pd  # heavy (~1 s): only the gradebook needs it
 
     rows = []
     for r in records:
@@ -101,7 +101,7 @@ def per_test_stats(records: list[dict]) -> list[dict[str, Any]]:
 
 
 def _plots(records: list[dict], stats: list[dict]) -> tuple[str, str]:
-    import matplotlib
+    import matplotlib  # heavy (~1 s): only the report's plots need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -16,13 +16,17 @@ See grading/README.md for the full table.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from grading.spec import IMPORT_ROOT, INSTALLED, source_trees
 
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x10000000, 0x20000000
 CLONE_NEWNET, CLONE_NEWIPC = 0x40000000, 0x08000000
@@ -188,12 +192,9 @@ CGROUP_MEMORY_SLACK_MB = 512  # interpreter pages a submission's processes copy 
 def view_paths(secrets: list[Path]) -> dict[str, list[str]]:
     """The read-only view graded code gets: {"ro": paths to bind read-only at the same place, "masks":
     secret paths inside them (hidden by empty mounts)}. Refuses when a secret holds part of the view."""
-    import json
-    import subprocess
-
+    # here, not at the top: the notebook reader subprocess imports this module and must not load torch
     import grading
     import labsupport
-    from grading.spec import IMPORT_ROOT, INSTALLED, source_trees
 
     env = grading_env("smoke")
     cache = Path(env["LABSUPPORT_CACHE"])
@@ -337,7 +338,7 @@ def mount_proc() -> None:
 # --- per exercise process -----------------------------------------------------------------------
 
 
-def _vm_size() -> int:
+def vm_size() -> int:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmSize:"):
@@ -349,7 +350,7 @@ def _vm_size() -> int:
 
 def limit_process(limits, cpu_seconds: float) -> None:
     """Resource limits for one exercise process (inherited by anything it starts)."""
-    import resource
+    import resource  # POSIX only, here so that importing grading on Windows reaches grade's one-line WSL2 message
 
     def cap(which: int, soft: int, hard: int | None = None) -> None:
         try:
@@ -358,7 +359,7 @@ def limit_process(limits, cpu_seconds: float) -> None:
             pass
 
     if sys.platform.startswith("linux"):
-        cap(resource.RLIMIT_AS, _vm_size() + limits.memory_mb * 2**20)
+        cap(resource.RLIMIT_AS, vm_size() + limits.memory_mb * 2**20)
     cpu = int(cpu_seconds) + 1
     cap(resource.RLIMIT_CPU, cpu, cpu + 2)  # SIGXCPU first, SIGKILL 2 s later
     cap(resource.RLIMIT_FSIZE, limits.output_mb * 2**20)
@@ -386,7 +387,7 @@ def drop_privileges() -> None:
 
 def run_as(user: str) -> None:
     """Without namespaces, as root: become an unprivileged user (Gradescope containers)."""
-    import pwd
+    import pwd  # POSIX only, here so that importing grading on Windows reaches grade's one-line WSL2 message
 
     entry = pwd.getpwnam(user)
     os.setgroups([])
@@ -395,7 +396,7 @@ def run_as(user: str) -> None:
 
 
 def user_ids(user: str) -> tuple[int, int]:
-    import pwd
+    import pwd  # POSIX only, here so that importing grading on Windows reaches grade's one-line WSL2 message
 
     entry = pwd.getpwnam(user)
     return entry.pw_uid, entry.pw_gid
@@ -484,8 +485,6 @@ def grading_env(profile: str) -> dict[str, str]:
     """The whole environment of every grading process, built from an allowlist (never the instructor's
     environment: no tokens, no paths to the overlay or results): CPU only, one thread, offline, the spec's
     profile, the model cache, and (unless grading is installed) its folder on PYTHONPATH so `grading` imports."""
-    from grading.spec import IMPORT_ROOT, INSTALLED
-
     env = {k: os.environ[k] for k in ALLOWED_ENV if k in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.update({v: "1" for v in THREAD_VARS})

@@ -11,6 +11,8 @@ is listed too. Submissions are read by the bounded reader (parse.py): a hostile 
 
 from __future__ import annotations
 
+import ast
+import inspect
 import io
 import itertools
 import keyword
@@ -19,7 +21,9 @@ from pathlib import Path
 
 from grading.extract import Template
 from grading.grade import Submission
+from grading.judge import load_checks
 from grading.parse import Parser
+from labsupport.check import get_exercise, resolve
 
 REFERENCE = "(course reference)"
 
@@ -71,16 +75,9 @@ def student_code(template: Template, cells, ex, given: set[str]) -> str:
 
 def reference_grams(spec) -> dict[str, set]:
     """Shingles of the graded references' source, per exercise (those of its public checks)."""
-    import ast
-    import inspect
-
-    from labsupport.check import get_exercise, resolve
-
     extra: dict[str, str] = {}
     if spec.checks:  # the spec's checks file: module "labgrade_checks"; its functions' source by name
         text = spec.checks.read_text()
-        from grading.judge import load_checks
-
         load_checks(text)
         extra = {n.name: ast.get_source_segment(text, n) or "" for n in ast.parse(text).body
                  if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
@@ -102,7 +99,7 @@ def reference_grams(spec) -> dict[str, set]:
 
 def similarity(spec, submissions: list[Submission], top: int = 20):
     """DataFrame of student pairs (most similar first) with one column per exercise."""
-    import pandas as pd
+    import pandas as pd  # heavy (~1 s): only the table of pairs needs it
 
     grams: dict[str, dict[str, set]] = {REFERENCE: reference_grams(spec)}
     with Parser(spec, [], {}, {}, want="code") as parser:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import site
 import tomllib
@@ -252,8 +253,6 @@ def find_spec(lab: str, specs: str | os.PathLike | None = None,
 
 def load_points_override(path: str | os.PathLike) -> dict[str, float]:
     """A TOML/JSON table {"01.2/public": 3, ...} of new points per test key."""
-    import json
-
     path = Path(path)
     text = path.read_text()
     table = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)

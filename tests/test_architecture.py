@@ -134,15 +134,18 @@ def test_labsupport_never_imports_grading():
 # ---------------------------------------------------------------------------------------------- private names
 
 
+PACKAGES = ("labsupport", "grading")  # both are checked: grading is a package with modules of its own
+
+
 def private_uses(tree: ast.AST) -> set[str]:
-    """`module._name` uses of labsupport modules and `from labsupport.x import _name` imports, as "x._name"."""
+    """`module._name` uses of labsupport/grading modules and `from labsupport.x import _name` imports, as "x._name"."""
     aliases: dict[str, str] = {}  # local name -> labsupport module
     uses = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "labsupport":
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
             parts = node.module.split(".")
             for alias in node.names:
-                if len(parts) == 1:  # from labsupport import weather [as w]
+                if len(parts) == 1:  # from labsupport import weather [as w]; from grading import sandbox
                     aliases[alias.asname or alias.name] = alias.name
                 elif alias.name.startswith("_") and not alias.name.startswith("__"):
                     uses.add(f"{parts[-1]}.{alias.name}")
@@ -151,14 +154,14 @@ def private_uses(tree: ast.AST) -> set[str]:
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
-                if parts[0] == "labsupport" and len(parts) > 1 and alias.asname:
+                if parts[0] in PACKAGES and len(parts) > 1 and alias.asname:
                     aliases[alias.asname] = parts[-1]
     for node in ast.walk(tree):
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
                 and node.attr.startswith("_") and not node.attr.startswith("__")):
             uses.add(f"{aliases[node.value.id]}.{node.attr}")
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
-                and isinstance(node.value.value, ast.Name) and node.value.value.id == "labsupport"
+                and isinstance(node.value.value, ast.Name) and node.value.value.id in PACKAGES
                 and node.attr.startswith("_") and not node.attr.startswith("__")):
             uses.add(f"{node.value.attr}.{node.attr}")  # labsupport.weather._x
     return uses
@@ -200,6 +203,8 @@ def test_the_private_name_checker_finds_each_form():
     tree = ast.parse("from labsupport import weather as w\nfrom labsupport.hmm import _viterbi\nimport labsupport.gpt\n"
                      "w._draw(1)\nlabsupport.gpt._resolve_config(2)\nw.__name__\n")
     assert private_uses(tree) == {"weather._draw", "hmm._viterbi", "gpt._resolve_config"}
+    tree = ast.parse("from grading import sandbox\nfrom grading.sandbox import _vm_size\nsandbox._cap(1)\n")
+    assert private_uses(tree) == {"sandbox._vm_size", "sandbox._cap"}
 
 
 def test_benchmarks_and_notebooks_do_not_edit_sys_path():
