@@ -23,8 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from grading import sandbox
 from grading.extract import Template
+from grading.judge import Judges, split_hidden
 from grading.parse import Parser, read_regular
 from grading.spec import PACKAGE, LabSpec, source_trees
 from labsupport.check import EXERCISES
@@ -119,8 +122,6 @@ class Grader:
 
     def __init__(self, spec: LabSpec, hidden: Path | None = None, public_only: bool = False,
                  only: set[str] | None = None):
-        from grading.judge import Judges
-
         self.spec, self.template = spec, Template(spec)
         self.tests = [t for t in spec.tests if (t.public or not public_only) and (only is None or t.key in only)]
         self.hidden = {} if public_only or not any(t.hidden for t in self.tests) else hidden_sources(spec, hidden)
@@ -130,8 +131,6 @@ class Grader:
 
     def config(self, mode: str, jobs: int, view: dict[str, Any]) -> dict[str, Any]:
         """What the sandbox runner gets: no hidden judge, no overlay path, no results folder, no submission."""
-        from grading.judge import split_hidden
-
         spec, refs = self.spec, self.judges.references()
         deps = {}
         for ex in spec.exercises:
@@ -336,8 +335,6 @@ def grade(spec: LabSpec, submissions: list[Submission], out: Path | None = None,
     one runs only the exercises whose extracted code differs from the base's and takes the base's results
     for the others: each exercise runs in a fresh process from its own code and the seed alone, so running
     it again would give the same results."""
-    from tqdm.auto import tqdm
-
     grader = Grader(spec, hidden, public_only, only)
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)

@@ -13,9 +13,13 @@ from __future__ import annotations
 import ast
 import functools
 import importlib
+import sys
 import types
+from pathlib import Path
 from typing import Any
 
+import labsupport
+from grading.harness import compile_chunks
 from labsupport.check import (
     EXERCISES,
     MAX_MESSAGE,
@@ -28,12 +32,11 @@ from labsupport.check import (
     run_driver,
     short,
 )
+from labsupport.runtime import seed_everything
 
 
 def load_checks(source: str) -> types.ModuleType:
     """A spec's extra checks file, as module `labgrade_checks` (its references: "labgrade_checks:ref_x")."""
-    import sys
-
     module = types.ModuleType("labgrade_checks")
     sys.modules["labgrade_checks"] = module
     exec(compile(source, "<checks>", "exec"), module.__dict__)  # noqa: S102 -- the instructor's checks
@@ -54,10 +57,6 @@ def _labsupport_imports() -> dict[str, list[tuple[str, str]]]:
     """module -> [(local name, dotted path it binds)] for every absolute `import`/`from ... import` at any
     depth in labsupport's own source files, read with ast (importing every module would cost seconds).
     Read once per process (the files do not change while it grades); callers must not modify it."""
-    from pathlib import Path
-
-    import labsupport
-
     root = Path(labsupport.__file__).parent
     found: dict[str, list[tuple[str, str]]] = {}
     for f in sorted(root.rglob("*.py")):
@@ -83,8 +82,6 @@ def aliases(paths) -> list[str]:
     """`paths` ("module:attr.sub") plus every other path to the same object: the names labsupport's modules
     bind it to by import (from their source, so modules not loaded yet count), and the attributes of loaded
     labsupport modules that are the very same object (identity)."""
-    import sys
-
     dotted = {p.replace(":", "."): p for p in paths}
     imports = _labsupport_imports()
     for _ in range(5):  # re-exports of re-exports
@@ -165,9 +162,6 @@ class Judges:
     def reference_files(self) -> list[str]:
         """Source files graded code must not read: every module defining a reference or a check of this lab
         (all loaded in the runner before any submission, so the sandbox never needs to import them)."""
-        import sys
-        from pathlib import Path
-
         mods = {p.partition(":")[0] for paths in self._own().values() for p in paths}
         mods |= {m for m in sys.modules if m == "labsupport.checks" or m.startswith("labsupport.checks.")}
         files = []
@@ -181,8 +175,6 @@ class Judges:
     def _solution(self) -> dict[str, Any]:
         """Prelude + setup + every exercise of the solution notebook, for hidden tests' `want`."""
         if self._ns is None:
-            from grading.harness import compile_chunks
-
             ns: dict[str, Any] = {"__name__": "__main__"}
             exec(compile(self.template.prelude + "\n" + self.spec.setup, "<prelude>", "exec"), ns)  # noqa: S102
             seen = set()
@@ -206,8 +198,6 @@ class Judges:
             if t.public:
                 self._want[(key, seed)] = reference_records(EXERCISES[t.public], opts)
             else:
-                from labsupport.runtime import seed_everything
-
                 fname, name = t.hidden.split("::")
                 ns = self._solution()
                 seed_everything(seed)

@@ -35,9 +35,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import torch
+
 from grading import sandbox
 from grading.harness import Loaded, compile_chunks
 from grading.supervise import close_all_but, run_tests
+from labsupport.check import EXERCISES
+from labsupport.runtime import seed_everything
 
 
 def _write(fd: int, msg: dict[str, Any]) -> None:
@@ -48,14 +52,9 @@ def _write(fd: int, msg: dict[str, Any]) -> None:
 
 def load(cfg: dict[str, Any]) -> Loaded:
     """Load what every submission shares, once, before any fork."""
-    import torch
-
-    from labsupport.check import EXERCISES
-    from labsupport.runtime import seed_everything
-
     torch.set_num_threads(1)
     if cfg.get("checks_source"):  # the spec's extra checks file, as text (the view does not show the file)
-        from grading.judge import load_checks
+        from grading.judge import load_checks  # only a spec with its own checks file needs the judge's loader
 
         load_checks(cfg["checks_source"])
     own = f"labsupport.checks.lab{cfg['lab']}"
