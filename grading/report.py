@@ -104,7 +104,7 @@ def _plots(records: list[dict], stats: list[dict]) -> tuple[str, str]:
     import matplotlib  # heavy (~1 s): only the report's plots need it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after use("Agg"): no display on a grading server
 
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.hist([r["percent"] for r in records if r["status"] == "graded"], bins=10, range=(0, 100), color="#4a7ab5")

@@ -75,7 +75,7 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 def _gpt2(out: Path) -> None:
-    from transformers import GenerationConfig, GPT2Config, GPT2Model
+    from transformers import GenerationConfig, GPT2Config, GPT2Model  # heavy (~3 s): only building the mirror needs it
 
     # Like the real checkpoint: the bare transformer's weights (wte, h.0..., no "transformer." prefix, no lm_head:
     # it is tied to wte) under a config whose architectures say GPT2LMHeadModel.
@@ -88,7 +88,7 @@ def _gpt2(out: Path) -> None:
 
 
 def _gpt_neo(out: Path) -> None:
-    from transformers import GPTNeoConfig, GPTNeoForCausalLM
+    from transformers import GPTNeoConfig, GPTNeoForCausalLM  # heavy: see above
 
     cfg = GPTNeoConfig(vocab_size=50257, max_position_embeddings=2048, hidden_size=32, num_layers=2, num_heads=2,
                        attention_types=[[["global", "local"], 1]], window_size=256)
@@ -102,7 +102,7 @@ def _gpt_neo(out: Path) -> None:
 
 
 def _bert(out: Path) -> None:
-    from transformers import BertConfig, BertForPreTraining, BertTokenizerFast
+    from transformers import BertConfig, BertForPreTraining, BertTokenizerFast  # heavy: see above
 
     shutil.copyfile(offline.package_dir(assets.MINILM) / "model" / "vocab.txt", out / "vocab.txt")
     tok = BertTokenizerFast(vocab=str(out / "vocab.txt"), do_lower_case=True)  # transformers 5: vocab=, not vocab_file=
