@@ -142,10 +142,6 @@ class LabConfig:
         """Pick the value for the active scale, e.g. ``cfg.size(course=2000, laptop=300, tiny=20)``."""
         return {"course": course, "laptop": laptop, "tiny": tiny}[self.scale]
 
-    @property
-    def is_smoke(self) -> bool:
-        return self.profile == "smoke"
-
     def summary(self) -> str:
         return (
             f"[labsupport] lab={self.lab} profile={self.profile} scale={self.scale} device={self.device} "

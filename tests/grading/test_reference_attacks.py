@@ -41,18 +41,24 @@ ATTACKS = {
 }
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    spec = find_spec("01")
+def write_attacks(spec, attacks: dict[str, str], binds: str, subs):
+    """One submission per attack: the solution notebook with the solution cell that defines `binds` replaced by
+    the attack's code; plus an honest classmate (the solution itself). Returns the folder."""
     solution = nbformat.read(spec.notebook, as_version=4)
-    subs = tmp_path_factory.mktemp("lab01")
-    for name, code in ATTACKS.items():
+    for name, code in attacks.items():
         nb = copy.deepcopy(solution)
         for cell in parse_cells(nb):
-            if any("learn_merges" in s.binds for s in cell.stmts) and "BEGIN SOLUTION" in nb.cells[cell.index].source:
+            if any(binds in s.binds for s in cell.stmts) and "BEGIN SOLUTION" in nb.cells[cell.index].source:
                 nb.cells[cell.index].source = code
         nbformat.write(nb, subs / f"{name}.ipynb")
     (subs / "honest.ipynb").write_bytes(spec.notebook.read_bytes())
+    return subs
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    spec = find_spec("01")
+    subs = write_attacks(spec, ATTACKS, "learn_merges", tmp_path_factory.mktemp("lab01"))
     return {r["student"]: r for r in grade(spec, collect(subs, "01"), progress=False, jobs=2)}
 
 
@@ -87,15 +93,7 @@ LAB04 = load_module(Path(__file__).parent / "hostile" / "lab04_generate.py", "la
 def graded04(tmp_path_factory):
     """Only exercise 04.4 is graded (the others are not under attack), with an honest classmate in the run."""
     spec = find_spec("04")
-    solution = nbformat.read(spec.notebook, as_version=4)
-    subs = tmp_path_factory.mktemp("lab04")
-    for name, code in LAB04.ATTACKS.items():
-        nb = copy.deepcopy(solution)
-        for cell in parse_cells(nb):
-            if any("generate" in s.binds for s in cell.stmts) and "BEGIN SOLUTION" in nb.cells[cell.index].source:
-                nb.cells[cell.index].source = code
-        nbformat.write(nb, subs / f"{name}.ipynb")
-    (subs / "honest.ipynb").write_bytes(spec.notebook.read_bytes())
+    subs = write_attacks(spec, LAB04.ATTACKS, "generate", tmp_path_factory.mktemp("lab04"))
     results = grade(spec, collect(subs, "04"), progress=False, jobs=2, only={"04.4/public"})
     return {r["student"]: r for r in results}
 
