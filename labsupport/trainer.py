@@ -146,8 +146,6 @@ class Trainer:
             raise ValueError('config.eval_interval = "epoch" needs a DataLoader as train data')
         self.device = get_device() if self.config.device == "auto" else torch.device(self.config.device)
         self.model.to(self.device)
-        if self.config.progress:
-            print(f"running on device {self.device}")
         self.callbacks: dict[str, list[Callable[[Trainer], Any]]] = defaultdict(list)
         self.optimizer: torch.optim.Optimizer | None = None
 
@@ -253,6 +251,8 @@ class Trainer:
         """Train until iter_num reaches config.max_iters (or epoch reaches config.max_epochs); calling it again
         (or after resume) continues."""
         model, config = self.model, self.config
+        if config.progress:  # said when training starts: building a trainer only to resume or evaluate prints nothing
+            print(f"running on device {self.device}")
         optimizer = self._get_optimizer()
         model.train()
         precision = self._precision(training=True)
