@@ -184,8 +184,12 @@ def describe_error(err: BaseException, student_frame: Callable[[traceback.FrameS
     traceback frames that are the student's (the grader: its compiled cells); the last one is named."""
     if isinstance(err, NotImplementedError):
         return "not implemented yet (the cell still raises NotImplementedError)"
+    try:
+        text = str(err)
+    except Exception:  # a student's exception whose __str__ fails: its type still says something
+        text = "(its message could not be read)"
     if isinstance(err, AssertionError):
-        return (str(err) or "wrong answer")[:MAX_MESSAGE]
+        return (text or "wrong answer")[:MAX_MESSAGE]
     if not isinstance(err, Exception):  # KeyboardInterrupt, GeneratorExit, ...
         return f"your code raised {type(err).__name__}"
     frames = [f for f in traceback.extract_tb(err.__traceback__) if student_frame is None or student_frame(f)]
@@ -194,7 +198,7 @@ def describe_error(err: BaseException, student_frame: Callable[[traceback.FrameS
         f = frames[-1]
         where = (f" (line {f.lineno} of {f.filename.strip('<>')}, in {f.name})" if f.filename.startswith("<")
                  else f" (line {f.lineno} of {f.name})")
-    return f"your code raised {type(err).__name__}: {str(err)[:600]}{where}"[:MAX_MESSAGE]
+    return f"your code raised {type(err).__name__}: {text[:600]}{where}"[:MAX_MESSAGE]
 
 
 def run_check(id: str, *args: Any, **options: Any) -> tuple[bool, str]:

@@ -168,4 +168,12 @@ def test_describe_error_names_the_last_student_frame():
         assert "of student)" in check.describe_error(err)
         assert check.describe_error(err, student_frame=lambda f: False) == "your code raised KeyError: 'k'"
     assert check.describe_error(NotImplementedError()).startswith("not implemented yet")
+
+    class Unreadable(ValueError):  # a student's exception whose message cannot be read
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    assert check.describe_error(Unreadable()).startswith("your code raised Unreadable: (its message could not be read)")
+    assert check.describe_error(type("Bad", (AssertionError,), {"__str__": Unreadable.__str__})()) == \
+        "(its message could not be read)"
     assert check.describe_error(AssertionError()) == "wrong answer"
