@@ -8,6 +8,7 @@ written atomically, so a resumed run continues exactly as if it had never stoppe
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,10 +29,12 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
 
 
 def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    expect: str | None = None) -> dict[str, Any]:
+                    expect: str | None = None,
+                    check: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Restore what `save_checkpoint` wrote into `model` (and `optimizer`) and restore the RNG states, so the run
-    continues exactly; returns the loop's progress. `expect`: a progress key the caller's loop writes (checked
-    before anything is loaded, so another loop's checkpoint is refused whole)."""
+    continues exactly; returns the loop's progress. `expect`: a progress key the caller's loop writes; `check`:
+    raises when the progress does not fit the caller (e.g. other training data). Both run before anything is
+    loaded, so an unfit checkpoint is refused whole."""
     device = next(model.parameters()).device
     ckpt = torch.load(path, map_location=device, weights_only=True)
     if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
@@ -41,6 +44,8 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
     if expect is not None and expect not in ckpt["progress"]:
         raise ValueError(f"{path} was written by another loop (its progress holds {sorted(ckpt['progress'])}, "
                          f"no {expect!r})")
+    if check is not None:
+        check(ckpt["progress"])
     model.load_state_dict(ckpt["model"])
     if optimizer is not None:
         optimizer.load_state_dict(ckpt["optimizer"])

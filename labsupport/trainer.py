@@ -343,17 +343,20 @@ class Trainer:
 
     def resume(self, path: str | os.PathLike) -> None:
         """Load a checkpoint written by `save`; the next `run()` continues from its iter_num (and epoch)."""
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        sampler = ckpt.get("progress", {}).get("sampler") if isinstance(ckpt, dict) else None
         have = self._data_position()
-        if sampler is not None and sampler != have:
+
+        def same_data(progress: dict[str, Any]) -> None:  # checked before load_checkpoint restores anything
+            sampler = progress.get("sampler")
+            if sampler is None or sampler == have:
+                return
             if "seed" in sampler and "seed" in have:
                 raise ValueError(f"checkpoint was trained with seed={sampler['seed']}, batch_size="
                                  f"{sampler['batch_size']}; set the same in the config (have seed={self.config.seed}"
                                  f", batch_size={self.config.batch_size}) to continue the same run")
             raise ValueError(f"checkpoint was trained on other batches ({sampler}, here {have}): pass the same "
                              f"kind of training data (a dataset, or a DataLoader with as many batches)")
-        progress = load_checkpoint(path, self.model, self._get_optimizer(), expect="iter_num")
+
+        progress = load_checkpoint(path, self.model, self._get_optimizer(), expect="iter_num", check=same_data)
         self.iter_num = progress["iter_num"]
         self.losses = list(progress["losses"])
         self.eval_losses = [tuple(e) for e in progress["eval_losses"]]
